@@ -1,0 +1,143 @@
+"""Command line: ``python -m skml {info,demo,bench}``. It only dispatches."""
+
+import argparse
+import json
+import platform
+import sys
+import time
+from importlib import metadata
+
+_PACKAGES = [
+    ("skml", "skml"),
+    ("numpy", "numpy"),
+    ("scipy", "scipy"),
+    ("scikit-learn", "scikit-learn"),
+    ("torch", "torch"),
+    ("POT", "POT"),
+    ("skorch", "skorch"),
+]
+
+
+def _version(dist):
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def info(args=None):
+    """Print versions of skml and its dependencies, and CUDA availability."""
+    import skml
+
+    print(f"python        {platform.python_version()} ({sys.executable})")
+    for label, dist in _PACKAGES:
+        version = skml.__version__ if label == "skml" else _version(dist)
+        print(f"{label:<13} {version}")
+    try:
+        import torch
+
+        available = torch.cuda.is_available()
+        detail = ""
+        if available:
+            names = [
+                torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())
+            ]
+            detail = f" ({', '.join(names)})"
+        print(f"{'CUDA':<13} {'available' if available else 'not available'}{detail}")
+        print(f"{'torch CUDA':<13} {torch.version.cuda or 'none (CPU build)'}")
+    except ImportError:
+        print(f"{'CUDA':<13} unknown (torch not importable)")
+    return 0
+
+
+def demo(args=None):
+    """Run every estimator's demo and print one table."""
+    from skml import benchmarks
+    from skml.utils import all_estimators, format_table
+
+    rows = []
+    for name in benchmarks.available():
+        module = benchmarks.load(name)
+        if not hasattr(module, "demo"):
+            continue
+        print(f"running {name} demo ...", file=sys.stderr)
+        start = time.perf_counter()
+        row = module.demo()
+        row.setdefault("seconds", time.perf_counter() - start)
+        rows.append(row)
+    if not rows:
+        n = len(all_estimators())
+        print(f"skml {_version('skml')}: no estimator demos yet ({n} estimators).")
+        return 0
+    columns = ["estimator", "task", "metric", "skml", "baseline", "seconds"]
+    print(format_table(rows, columns=columns))
+    return 0
+
+
+def bench(args):
+    """Run ``skml.benchmarks.NAME``, print its table, optionally write JSON."""
+    from skml import benchmarks
+    from skml.utils import format_table
+
+    try:
+        module = benchmarks.load(args.name)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    start = time.perf_counter()
+    rows = module.run(quick=args.quick, device=args.device)
+    elapsed = time.perf_counter() - start
+    report = getattr(module, "report", format_table)
+    print(report(rows))
+    print(
+        f"\n# python -m skml bench {args.name}"
+        f"{' --quick' if args.quick else ''} --device {args.device}: "
+        f"{elapsed:.1f} s",
+        file=sys.stderr,
+    )
+    if args.out:
+        payload = {
+            "benchmark": args.name,
+            "quick": args.quick,
+            "device": args.device,
+            "seconds": elapsed,
+            "versions": {label: _version(dist) for label, dist in _PACKAGES},
+            "rows": rows,
+        }
+        with open(args.out, "w") as handle:
+            json.dump(payload, handle, indent=2, default=_json_default)
+    return 0
+
+
+def _json_default(obj):
+    try:
+        return obj.item()
+    except AttributeError:
+        return str(obj)
+
+
+def build_parser():
+    """The argument parser of ``python -m skml``."""
+    parser = argparse.ArgumentParser(prog="python -m skml", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("info", help="versions and CUDA availability").set_defaults(
+        func=info
+    )
+    sub.add_parser("demo", help="run every estimator's demo").set_defaults(func=demo)
+    p_bench = sub.add_parser("bench", help="run a benchmark")
+    p_bench.add_argument("name", help="benchmark name (module of skml.benchmarks)")
+    p_bench.add_argument("--quick", action="store_true", help="small grid, fewer seeds")
+    p_bench.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    p_bench.add_argument("--out", default=None, help="write the rows to this JSON file")
+    p_bench.set_defaults(func=bench)
+    return parser
+
+
+def main(argv=None):
+    """Entry point of ``python -m skml`` and the ``skml`` script."""
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

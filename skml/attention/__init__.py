@@ -1,0 +1,3 @@
+"""Attention as kernel regression: multi-head Nadaraya-Watson estimators."""
+
+__all__ = []

@@ -1,0 +1,3 @@
+"""Multicalibration: post-processing that makes predictions calibrated on subgroups."""
+
+__all__ = []

@@ -1,0 +1,3 @@
+"""Matrix factor models (nonlinear factor models with monotone links)."""
+
+__all__ = []

@@ -1,0 +1,3 @@
+"""Fine-tuning with identification and removal of spurious correlations."""
+
+__all__ = []

@@ -1,0 +1,3 @@
+"""Metrics that scikit-learn lacks (multicalibration error, ...)."""
+
+__all__ = []

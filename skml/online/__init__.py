@@ -1,0 +1,3 @@
+"""Constrained online convex optimisation learners."""
+
+__all__ = []

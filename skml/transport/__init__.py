@@ -1,0 +1,3 @@
+"""Optimal transport: sliced-regularized OT plans, divergences and transformers."""
+
+__all__ = []

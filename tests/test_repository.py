@@ -1,0 +1,49 @@
+"""The README, .ci/run and the packaging agree with each other."""
+
+import pathlib
+import re
+
+import pytest
+
+tomllib = pytest.importorskip("tomllib")
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _quickstart_commands():
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Quickstart", 1)[1]
+    block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+    return [line for line in block.splitlines() if line and not line.startswith("#")]
+
+
+def test_readme_quickstart_has_two_commands():
+    commands = _quickstart_commands()
+    assert len(commands) == 2
+    assert "python -m skml demo" in commands[0]
+    assert "pytest" in commands[1]
+
+
+def test_ci_runs_the_readme_test_command_verbatim():
+    test_command = _quickstart_commands()[1]
+    ci_lines = [
+        line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()
+    ]
+    assert test_command in ci_lines
+    assert "torch==2.13.0" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_torch_requirement_admits_2_13():
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    reqs = [Requirement(r) for r in project["dependencies"]]
+    reqs = {req.name.lower(): req for req in reqs}
+    assert "2.13.0" in reqs["torch"].specifier
+    assert reqs["scikit-learn"].specifier.contains("1.6")
+
+
+def test_setup_cfg_holds_no_metadata_or_pytest_config():
+    text = (ROOT / "setup.cfg").read_text()
+    for section in ("[metadata]", "[options]", "[tool:pytest]"):
+        assert section not in text
