@@ -73,3 +73,15 @@ sphinx_gallery_conf = {
 # torch prints a UserWarning about NumPy on import in some builds; keep the
 # example output clean without hiding our own warnings.
 warnings.filterwarnings("ignore", message=".*Failed to initialize NumPy.*")
+
+
+def _skip_metadata_request_methods(app, what, name, obj, skip, options):
+    # sklearn generates set_*_request methods whose docstrings point into
+    # sklearn's own glossary; they are documented there, not here.
+    if name.startswith("set_") and name.endswith("_request"):
+        return True
+    return None
+
+
+def setup(app):
+    app.connect("autodoc-skip-member", _skip_metadata_request_methods)

@@ -11,7 +11,10 @@ __version__ = "0.1.0.dev0"
 
 # Public estimators, exported lazily so ``import skml`` stays cheap.
 # name -> subpackage that defines it.
-_ESTIMATORS: dict[str, str] = {}
+_ESTIMATORS: dict[str, str] = {
+    "MCBoostClassifier": "calibration",
+    "MCBoostRegressor": "calibration",
+}
 
 __all__ = ["__version__", *_ESTIMATORS]
 

@@ -1,3 +1,5 @@
 """Multicalibration: post-processing that makes predictions calibrated on subgroups."""
 
-__all__ = []
+from ._mcboost import MCBoostClassifier, MCBoostRegressor
+
+__all__ = ["MCBoostClassifier", "MCBoostRegressor"]

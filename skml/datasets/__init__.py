@@ -1,4 +1,7 @@
-"""Synthetic data generators with known ground truth, shared by tests,
-examples and benchmarks."""
+"""Synthetic data generators with known ground truth, and loaders of data that
+ships inside installed packages; shared by tests, examples and benchmarks."""
 
-__all__ = []
+from ._loaders import load_randhie
+from ._multicalibration import make_multicalibration_regression
+
+__all__ = ["load_randhie", "make_multicalibration_regression"]

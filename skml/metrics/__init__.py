@@ -1,3 +1,9 @@
 """Metrics that scikit-learn lacks (multicalibration error, ...)."""
 
-__all__ = []
+from ._multicalibration import (
+    ecce,
+    multicalibration_error,
+    worst_group_bucket_residual,
+)
+
+__all__ = ["ecce", "multicalibration_error", "worst_group_bucket_residual"]

@@ -12,6 +12,7 @@ from ._device import (
     to_tensor,
 )
 from ._discovery import all_estimators
+from ._stats import weighted_quantile
 from ._table import format_table, progress
 
 __all__ = [
@@ -24,4 +25,5 @@ __all__ = [
     "resolve_dtype",
     "to_numpy",
     "to_tensor",
+    "weighted_quantile",
 ]

@@ -1,0 +1,382 @@
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn import config_context
+from sklearn.base import clone
+from sklearn.ensemble import HistGradientBoostingRegressor
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.frozen import FrozenEstimator
+from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.tree import DecisionTreeRegressor
+
+from skml.calibration import MCBoostClassifier, MCBoostRegressor
+from skml.calibration._mcboost import _batched_ridge
+from skml.datasets import make_multicalibration_regression
+from skml.metrics import multicalibration_error, worst_group_bucket_residual
+
+
+@pytest.fixture(scope="module")
+def s1():
+    return make_multicalibration_regression(8000, design="S1", random_state=0)
+
+
+@pytest.fixture(scope="module")
+def s2():
+    return make_multicalibration_regression(8000, design="S2", random_state=0)
+
+
+def _fit_predict(data, **params):
+    model = MCBoostRegressor(data.estimator, random_state=0, **params)
+    model.fit(data.X_audit, data.y_audit, groups=data.groups_audit)
+    return model, model.predict(data.X_test, groups=data.groups_test)
+
+
+def _worst(data, pred):
+    return worst_group_bucket_residual(data.y_test, pred, groups=data.groups_test)
+
+
+def test_s2_buckets_fix_what_group_only_audit_cannot_see(s2):
+    base = s2.estimator.predict(s2.X_test)
+    _, bucketed = _fit_predict(s2, bucket_strategy="quantile", n_knots=0)
+    _, group_only = _fit_predict(s2, auditor="groups", bucket_strategy="none")
+    before = _worst(s2, base)
+    assert _worst(s2, bucketed) <= 0.5 * before
+    assert _worst(s2, group_only) > 0.5 * before
+    # the group means were already right, which is why the group audit is blind
+    for g in (0, 1):
+        rows = s2.groups_test[:, 0] == g
+        assert abs(np.mean(s2.y_test[rows] - base[rows])) < 0.1
+
+
+@pytest.mark.parametrize(
+    "params", [{}, {"auditor": "groups", "bucket_strategy": "none"}]
+)
+def test_s1_group_bias_removed(s1, params):
+    base = s1.estimator.predict(s1.X_test)
+    _, pred = _fit_predict(s1, **params)
+    group = s1.groups_test[:, 0] == 1
+    bias_before = np.mean(s1.y_test[group] - base[group])
+    bias_after = np.mean(s1.y_test[group] - pred[group])
+    assert abs(bias_before) > 1.0
+    # within two standard errors of zero
+    se = np.std(s1.y_test[group] - pred[group]) / np.sqrt(group.sum())
+    assert abs(bias_after) < 2.5 * se
+
+
+def test_default_cuts_mce_and_keeps_mse(s1):
+    base = s1.estimator.predict(s1.X_test)
+    _, pred = _fit_predict(s1)
+    mce = [
+        multicalibration_error(s1.y_test, p, groups=s1.groups_test, X=s1.X_test)
+        for p in (base, pred)
+    ]
+    assert mce[1] <= 0.5 * mce[0]
+    assert np.mean((s1.y_test - pred) ** 2) <= 1.01 * np.mean((s1.y_test - base) ** 2)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_calibrated_base_needs_at_most_one_round(seed):
+    data = make_multicalibration_regression(
+        4000, design="calibrated", random_state=seed
+    )
+    model, _ = _fit_predict(data)
+    assert model.n_iter_ <= 1
+
+
+def test_staged_predict_ends_at_predict(s2):
+    model, pred = _fit_predict(s2, early_stopping=False, max_iter=4)
+    stages = list(model.staged_predict(s2.X_test, groups=s2.groups_test))
+    assert len(stages) == model.n_iter_ + 1 == 5
+    np.testing.assert_allclose(stages[-1], pred)
+    np.testing.assert_allclose(stages[0], s2.estimator.predict(s2.X_test))
+    assert len(model.train_score_) == 5
+    # training loss falls along the path on this strongly miscalibrated base
+    assert model.train_score_[-1] < model.train_score_[0]
+
+
+def test_holdout_path_and_refit(s2):
+    model, _ = _fit_predict(s2, early_stopping="holdout")
+    assert model.stopping_rule_ == "holdout"
+    assert model.n_iter_ == int(np.argmin(model.validation_score_))
+    assert len(model.mc_error_path_) == len(model.validation_score_)
+
+
+@pytest.mark.parametrize("rule", ["tolerance", "significance", "cv"])
+def test_other_stopping_rules_reduce_miscalibration(s2, rule):
+    params = {"early_stopping": rule}
+    if rule == "tolerance":
+        params["tol"] = 0.01
+    model, pred = _fit_predict(s2, **params)
+    assert model.n_iter_ >= 1
+    assert _worst(s2, pred) < 0.5 * _worst(s2, s2.estimator.predict(s2.X_test))
+
+
+def test_convergence_warning_when_rule_not_met(s2):
+    with pytest.warns(ConvergenceWarning, match="max_iter"):
+        model, _ = _fit_predict(s2, early_stopping="tolerance", tol=0.0, max_iter=2)
+    assert model.n_iter_ == 2
+
+
+def test_pipeline_and_grid_search_over_n_buckets(s2):
+    group_col = s2.group_feature
+    pipe = make_pipeline(
+        StandardScaler(),
+        MCBoostRegressor(
+            LinearRegression(),
+            bucket_strategy="quantile",
+            group_features=[group_col],
+            random_state=0,
+        ),
+    )
+    search = GridSearchCV(pipe, {"mcboostregressor__n_buckets": [2, 5]}, cv=3)
+    search.fit(s2.X_audit, s2.y_audit)
+    assert search.best_params_["mcboostregressor__n_buckets"] in (2, 5)
+    assert search.predict(s2.X_test).shape == (len(s2.y_test),)
+
+
+def test_groups_routed_through_metadata_routing(s2):
+    with config_context(enable_metadata_routing=True):
+        est = MCBoostRegressor(random_state=0, bucket_strategy="quantile")
+        est.set_fit_request(groups=True).set_predict_request(groups=True)
+        pipe = make_pipeline(StandardScaler(), est)
+        pipe.fit(s2.X_audit, s2.y_audit, groups=s2.groups_audit)
+        pred = pipe.predict(s2.X_test, groups=s2.groups_test)
+    assert pred.shape == s2.y_test.shape
+
+
+def test_unfitted_estimator_is_cross_fitted(s2):
+    model = MCBoostRegressor(Ridge(), cv=3, random_state=0)
+    model.fit(s2.X_audit, s2.y_audit)
+    assert model.estimator_ is not model.estimator
+    np.testing.assert_allclose(
+        model.estimator_.coef_, Ridge().fit(s2.X_audit, s2.y_audit).coef_
+    )
+
+
+def test_base_predictions_fit_param(s2):
+    base_audit = s2.estimator.predict(s2.X_audit)
+    model = MCBoostRegressor(random_state=0)
+    model.fit(
+        s2.X_audit, s2.y_audit, groups=s2.groups_audit, base_predictions=base_audit
+    )
+    frozen = MCBoostRegressor(s2.estimator, random_state=0)
+    frozen.fit(s2.X_audit, s2.y_audit, groups=s2.groups_audit)
+    kw = {"groups": s2.groups_test}
+    np.testing.assert_allclose(
+        model.predict(
+            s2.X_test, base_predictions=s2.estimator.predict(s2.X_test), **kw
+        ),
+        frozen.predict(s2.X_test, **kw),
+    )
+    with pytest.raises(ValueError, match="pass base_predictions"):
+        model.predict(s2.X_test, **kw)
+
+
+def test_sample_weight_zero_equals_dropping_rows(s2):
+    n = len(s2.y_audit)
+    w = np.ones(n)
+    w[: n // 4] = 0.0
+    params = {"early_stopping": False, "max_iter": 3, "bucket_strategy": "quantile"}
+    a = MCBoostRegressor(s2.estimator, **params).fit(
+        s2.X_audit, s2.y_audit, sample_weight=w, groups=s2.groups_audit
+    )
+    b = MCBoostRegressor(s2.estimator, **params).fit(
+        s2.X_audit[n // 4 :], s2.y_audit[n // 4 :], groups=s2.groups_audit[n // 4 :]
+    )
+    kw = {"groups": s2.groups_test}
+    # weighted standardisation and quantiles see the same rows either way
+    np.testing.assert_allclose(
+        a.predict(s2.X_test, **kw), b.predict(s2.X_test, **kw), rtol=1e-8, atol=1e-8
+    )
+
+
+def test_sklearn_auditor_per_bucket(s2):
+    model, pred = _fit_predict(
+        s2,
+        auditor=DecisionTreeRegressor(max_depth=2),
+        bucket_strategy="quantile",
+        n_buckets=5,
+    )
+    assert model.n_iter_ >= 1
+    assert _worst(s2, pred) < _worst(s2, s2.estimator.predict(s2.X_test))
+
+
+@pytest.mark.parametrize("update", ["all", "worst"])
+def test_worst_bucket_update_changes_one_bucket(s2, update):
+    model, _ = _fit_predict(
+        s2, bucket_strategy="quantile", update=update, early_stopping=False, max_iter=1
+    )
+    nonzero = np.any(model.rounds_[0]["coef"] != 0, axis=1)
+    if update == "worst":
+        assert nonzero.sum() == 1
+    else:
+        assert nonzero.sum() == len(model.rounds_[0]["edges"]) + 1
+
+
+def test_batched_ridge_matches_sklearn_ridge():
+    rng = np.random.default_rng(0)
+    n, d, m = 300, 5, 3
+    X = rng.normal(size=(n, d))
+    y = X @ rng.normal(size=d) + 2.0 + rng.normal(size=n)
+    w = rng.random(n) + 0.5
+    bucket = rng.integers(0, m, n)
+    Z = np.column_stack([np.ones(n), X])
+    coef, _ = _batched_ridge(
+        *map(torch.as_tensor, (Z, y, w, w, bucket)), m=m, alpha=3.0
+    )
+    for j in range(m):
+        rows = bucket == j
+        ref = Ridge(alpha=3.0).fit(X[rows], y[rows], sample_weight=w[rows])
+        np.testing.assert_allclose(coef[j, 1:].numpy(), ref.coef_, rtol=1e-9)
+        np.testing.assert_allclose(coef[j, 0].item(), ref.intercept_, rtol=1e-9)
+
+
+def test_gcv_alpha_shrinks_pure_noise():
+    rng = np.random.default_rng(1)
+    n, d = 400, 20
+    X = rng.normal(size=(n, d))
+    Z = np.column_stack([np.ones(n), X])
+    noise = rng.normal(size=n)
+    signal = noise + 3 * X[:, 0]
+    ones = np.ones(n)
+    bucket = np.zeros(n, dtype=int)
+    args = [torch.as_tensor(a) for a in (Z, noise, ones, ones, bucket)]
+    coef_noise, _ = _batched_ridge(*args, m=1, alpha="gcv")
+    coef_ols, _ = _batched_ridge(*args, m=1, alpha=0.0)
+    args[1] = torch.as_tensor(signal)
+    coef_signal, _ = _batched_ridge(*args, m=1, alpha="gcv")
+    # GCV keeps the real slope and shrinks the fit to pure noise hard
+    assert abs(coef_signal[0, 1].item() - 3.0) < 0.2
+    norm = torch.linalg.norm
+    assert norm(coef_noise[0, 1:]) < 0.5 * norm(coef_ols[0, 1:])
+
+
+def test_poisson_loss():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(3000, 3))
+    group = (rng.random(3000) < 0.3).astype(float)
+    rate = np.exp(0.5 * X[:, 0] + 0.8 * group)
+    y = rng.poisson(rate)
+    base = np.exp(0.5 * X[:, 0])  # misses the group effect
+    model = MCBoostRegressor(loss="poisson", random_state=0)
+    model.fit(X, y, groups=group[:, None], base_predictions=base)
+    pred = model.predict(X, groups=group[:, None], base_predictions=base)
+    assert np.all(pred > 0)
+    rows = group == 1
+    assert abs(np.mean(y[rows] - pred[rows])) < 0.2 * abs(np.mean(y[rows] - base[rows]))
+    with pytest.raises(ValueError, match="non-negative targets"):
+        MCBoostRegressor(loss="poisson").fit(X, y - 5.0)
+    with pytest.raises(ValueError, match="must be positive"):
+        MCBoostRegressor(loss="poisson").fit(X, y, base_predictions=base - 10)
+
+
+def test_classifier_calibrates_a_biased_group():
+    rng = np.random.default_rng(0)
+    n = 6000
+    X = rng.normal(size=(n, 3))
+    group = (rng.random(n) < 0.3).astype(float)
+    logit = X[:, 0] + 1.5 * group
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    # the base never sees the group, so its probabilities are off for it
+    base = LogisticRegression().fit(X[:2000], y[:2000])
+    clf = MCBoostClassifier(FrozenEstimator(base), random_state=0)
+    clf.fit(X[2000:4000], y[2000:4000], groups=group[2000:4000, None])
+    proba = clf.predict_proba(X[4000:], groups=group[4000:, None])[:, 1]
+    before = base.predict_proba(X[4000:])[:, 1]
+    rows = group[4000:] == 1
+    gap = [abs(np.mean(y[4000:][rows] - p[rows])) for p in (before, proba)]
+    assert gap[1] < 0.25 * gap[0]
+    stages = list(clf.staged_predict_proba(X[4000:], groups=group[4000:, None]))
+    np.testing.assert_allclose(stages[-1][:, 1], proba)
+    with pytest.raises(ValueError, match="Only binary classification"):
+        clf.fit(X[:30], np.arange(30) % 3)
+
+
+@pytest.mark.parametrize(
+    "groups, match",
+    [
+        (np.ones((10, 1)), "rows"),
+        (np.zeros((200, 1)), "empty group"),
+        (np.full((200, 1), 0.5), "0/1 indicators"),
+    ],
+)
+def test_bad_groups(groups, match):
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(200, 2)), rng.normal(size=200)
+    with pytest.raises(ValueError, match=match):
+        MCBoostRegressor().fit(X, y, groups=groups)
+
+
+def test_groups_needed_at_predict_when_fitted_with_them():
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(200, 2)), rng.normal(size=200)
+    g = (X[:, :1] > 0).astype(float)
+    model = MCBoostRegressor(random_state=0).fit(X, y, groups=g)
+    with pytest.raises(ValueError, match="fitted with groups"):
+        model.predict(X)
+    with pytest.raises(ValueError, match="expected 1"):
+        model.predict(X, groups=np.ones((200, 2)))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_base_predictions(bad):
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(50, 2)), rng.normal(size=50)
+    base = np.zeros(50)
+    base[3] = bad
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        MCBoostRegressor().fit(X, y, base_predictions=base)
+
+
+def test_group_features_validation():
+    X = np.random.default_rng(0).normal(size=(100, 3))
+    y = X[:, 0]
+    with pytest.raises(ValueError, match="column indices"):
+        MCBoostRegressor(group_features=[5]).fit(X, y)
+    with pytest.raises(ValueError, match="categorical"):
+        MCBoostRegressor(group_features=[0]).fit(X, y)
+
+
+def test_device_string_left_alone_and_pickle(s2):
+    model, pred = _fit_predict(s2, device="auto")
+    assert model.device == "auto"
+    assert model.device_.type in ("cpu", "cuda")
+    clone(model)
+    again = pickle.loads(pickle.dumps(model))
+    np.testing.assert_allclose(again.predict(s2.X_test, groups=s2.groups_test), pred)
+
+
+def test_cuda_requested_without_cuda(monkeypatch, s2):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        _fit_predict(s2, device="cuda")
+
+
+def test_fitted_state_holds_no_tensors(s2):
+    model, _ = _fit_predict(s2, bucket_strategy="quantile")
+    for step in model.rounds_:
+        for value in step.values():
+            assert not isinstance(value, torch.Tensor)
+
+
+@pytest.mark.cuda
+def test_cpu_and_cuda_agree(s2):
+    kw = {"bucket_strategy": "quantile", "early_stopping": False, "max_iter": 5}
+    cpu_model, cpu_pred = _fit_predict(s2, device="cpu", **kw)
+    gpu_model, gpu_pred = _fit_predict(s2, device="cuda", **kw)
+    np.testing.assert_allclose(gpu_pred, cpu_pred, rtol=1e-6, atol=1e-9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pickle.loads(pickle.dumps(gpu_model))
+
+
+def test_hgb_base_is_refitted_on_all_rows(s1):
+    model = MCBoostRegressor(HistGradientBoostingRegressor(max_iter=20), cv=2)
+    model.fit(s1.X_audit[:400], s1.y_audit[:400])
+    assert model.estimator_.n_iter_ == 20
