@@ -47,3 +47,9 @@ def test_setup_cfg_holds_no_metadata_or_pytest_config():
     text = (ROOT / "setup.cfg").read_text()
     for section in ("[metadata]", "[options]", "[tool:pytest]"):
         assert section not in text
+
+
+def test_readme_usage_example_runs():
+    readme = (ROOT / "README.md").read_text()
+    code = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
+    exec(compile(code, "README.md", "exec"), {})

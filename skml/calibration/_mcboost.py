@@ -76,7 +76,7 @@ class _BaseMCBoost(BaseEstimator):
         rebucket=True,
         min_bucket_fraction=0.02,
         update="all",
-        learning_rate=1.0,
+        learning_rate=0.5,
         max_iter=50,
         alpha=10.0,
         interactions=True,
@@ -84,7 +84,7 @@ class _BaseMCBoost(BaseEstimator):
         group_features=None,
         early_stopping="auto",
         validation_fraction=0.2,
-        n_iter_no_change=2,
+        n_iter_no_change=4,
         tol=1e-4,
         risk_tolerance=0.0,
         significance=0.05,
@@ -454,6 +454,9 @@ class _BaseMCBoost(BaseEstimator):
         if m == 1:
             return F.new_empty(0)
         levels = torch.arange(1, m, device=F.device, dtype=F.dtype) / m
+        # Zero-weight rows must not move edges (weights = repeated rows).
+        F = F[w > 0]
+        w = w[w > 0]
         if strategy == "quantile":
             values, inverse = torch.unique(F, return_inverse=True)
             if len(values) == 1:
@@ -471,7 +474,7 @@ class _BaseMCBoost(BaseEstimator):
         return torch.unique(edges)
 
     def _design(self, data_X, F, G):
-        """Auditor features: [1, x, F, g, g * (x, F)] (ridge) or [1, g] (groups)."""
+        """Auditor features: [1, u, hinge(u), g, g * u] with u = (x, F), or [1, g]."""
         n = F.shape[0]
         ones = F.new_ones(n, 1)
         if self.auditor == "groups":
@@ -480,16 +483,16 @@ class _BaseMCBoost(BaseEstimator):
             self.x_scale_, F.device, F.dtype
         )
         u = torch.cat([xs, ((F - self.f_center_) / self.f_scale_)[:, None]], 1)
+        blocks = [ones, u]
         if self.n_knots:
             knots = to_tensor(self.knots_, F.device, F.dtype)
-            u = torch.cat(
-                [u, torch.relu(u[:, :, None] - knots[None]).reshape(n, -1)], 1
-            )
-        if G is None:
-            return torch.cat([ones, u], 1)
-        blocks = [ones, u, G]
-        if self.interactions:
-            blocks.append((G[:, :, None] * u[:, None, :]).reshape(n, -1))
+            blocks.append(torch.relu(u[:, :, None] - knots[None]).reshape(n, -1))
+        if G is not None:
+            blocks.append(G)
+            if self.interactions:
+                # Linear products only: hinge products cost n_knots times
+                # more columns and did not help on the benchmark designs.
+                blocks.append((G[:, :, None] * u[:, None, :]).reshape(n, -1))
         return torch.cat(blocks, 1)
 
     def _audit_round(self, loss, data, F, p, edges, bucket, m, rng):
@@ -764,8 +767,7 @@ _DOC_PARAMS = """
 
     auditor : {"ridge", "groups"} or regressor instance, default="ridge"
         The weak learner fitted to the (Newton) residuals in each bucket.
-        ``"ridge"``: ridge regression on ``[1, u, hinge(u), g, g * (u,
-        hinge(u))]``, where ``u = (x, F)`` are the standardised features and
+        ``"ridge"``: ridge regression on ``[1, u, hinge(u), g, g * u]``, where ``u = (x, F)`` are the standardised features and
         the current link-space score, ``hinge(u)`` their hinge functions at
         ``n_knots`` quantile knots and ``g`` the group indicators (products
         only with ``interactions``), solved for all buckets in one batched
@@ -795,7 +797,7 @@ _DOC_PARAMS = """
         Update every bucket each round (LSBoost) or only the one whose auditor
         gains most (HKRR, mcboost).
 
-    learning_rate : float, default=1.0
+    learning_rate : float, default=0.5
         Shrinkage of each round's update.
 
     max_iter : int, default=50
@@ -835,7 +837,7 @@ _DOC_PARAMS = """
     validation_fraction : float, default=0.2
         Share of rows held out by ``"holdout"``.
 
-    n_iter_no_change : int, default=2
+    n_iter_no_change : int, default=4
         Rounds without improvement before ``"holdout"``/``"cv"`` stop.
 
     tol : float, default=1e-4
@@ -983,7 +985,7 @@ class MCBoostRegressor(RegressorMixin, _BaseMCBoost):
         rebucket=True,
         min_bucket_fraction=0.02,
         update="all",
-        learning_rate=1.0,
+        learning_rate=0.5,
         max_iter=50,
         alpha=10.0,
         interactions=True,
@@ -991,7 +993,7 @@ class MCBoostRegressor(RegressorMixin, _BaseMCBoost):
         group_features=None,
         early_stopping="auto",
         validation_fraction=0.2,
-        n_iter_no_change=2,
+        n_iter_no_change=4,
         tol=1e-4,
         risk_tolerance=0.0,
         significance=0.05,
