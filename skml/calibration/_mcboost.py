@@ -767,11 +767,12 @@ _DOC_PARAMS = """
 
     auditor : {"ridge", "groups"} or regressor instance, default="ridge"
         The weak learner fitted to the (Newton) residuals in each bucket.
-        ``"ridge"``: ridge regression on ``[1, u, hinge(u), g, g * u]``, where ``u = (x, F)`` are the standardised features and
-        the current link-space score, ``hinge(u)`` their hinge functions at
-        ``n_knots`` quantile knots and ``g`` the group indicators (products
-        only with ``interactions``), solved for all buckets in one batched
-        torch solve on ``device``. ``"groups"``: the HKRR /
+        ``"ridge"``: ridge regression on ``[1, u, hinge(u), g, g * u]``,
+        where ``u = (x, F)`` are the standardised features and the current
+        link-space score, ``hinge(u)`` their hinge functions at ``n_knots``
+        quantile knots and ``g`` the group indicators (products only with
+        ``interactions``), solved for all buckets in one batched torch solve
+        on ``device``. ``"groups"``: the HKRR /
         multiaccuracy auditor on the group indicators alone. A scikit-learn
         regressor is cloned and fitted per bucket on ``[x, F, g]`` on the CPU.
 
