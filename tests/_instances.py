@@ -5,9 +5,20 @@ fast (few iterations); ``EXPECTED_FAILED[Class]`` maps a check name to the
 written reason why it fails.
 """
 
+from skml.transport import SROTransport
+
 INSTANCE_PARAMS = {}
 
-EXPECTED_FAILED = {}
+EXPECTED_FAILED = {
+    SROTransport: {
+        "check_sample_weight_equivalence_on_dense_data": (
+            "Without X_target the target is a standard normal sample of X's "
+            "shape, so fitting on repeated rows draws a different target; "
+            "zero and integer weights are tested against dropped and repeated "
+            "rows with a fixed target in tests/transport/test_srot.py."
+        ),
+    },
+}
 
 
 def make_instance(cls):

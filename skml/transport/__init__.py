@@ -1,3 +1,6 @@
 """Optimal transport: sliced-regularized OT plans, divergences and transformers."""
 
-__all__ = []
+from ._sliced import sliced_reference_plan
+from ._srot import SROTransport, srot_divergence, srot_plan
+
+__all__ = ["SROTransport", "sliced_reference_plan", "srot_divergence", "srot_plan"]

@@ -1,0 +1,111 @@
+import numpy as np
+import ot
+import pytest
+import torch
+from sklearn.exceptions import ConvergenceWarning
+
+from skml.transport import sliced_reference_plan, srot_plan
+from skml.transport._sinkhorn import sinkhorn_log
+
+
+@pytest.fixture
+def clouds():
+    rng = np.random.default_rng(0)
+    Xs = rng.normal(size=(60, 2))
+    Xt = rng.normal(size=(50, 2)) + [1.0, 0.5]
+    a = rng.random(60) + 0.1
+    b = rng.random(50) + 0.1
+    return Xs, Xt, a / a.sum(), b / b.sum(), ot.dist(Xs, Xt)
+
+
+@pytest.mark.parametrize("rel_reg", [0.5, 0.05, 0.01])
+def test_independent_reference_is_pot_entropic_ot(clouds, rel_reg):
+    _, _, a, b, C = clouds
+    reg = rel_reg * np.median(C)
+    expected = ot.sinkhorn(
+        a, b, C, reg, method="sinkhorn_log", stopThr=1e-13, numItermax=200_000
+    )
+    plan = srot_plan(a, b, C, "independent", reg, tol=1e-12, max_iter=200_000)
+    np.testing.assert_allclose(plan, expected, atol=1e-8)
+
+
+def test_reference_equals_entropic_ot_on_shifted_cost(clouds):
+    Xs, Xt, a, b, C = clouds
+    reg = 0.1 * np.median(C)
+    R = sliced_reference_plan(Xs, Xt, a, b, random_state=0)
+    plan = srot_plan(a, b, C, R, reg, tol=1e-12, max_iter=100_000)
+    shifted = C - reg * np.log(R)
+    expected = ot.sinkhorn(
+        a, b, shifted, reg, method="sinkhorn_log", stopThr=1e-13, numItermax=100_000
+    )
+    np.testing.assert_allclose(plan, expected, atol=1e-8)
+
+
+@pytest.mark.parametrize("rel_reg", [1.0, 0.1, 0.01])
+def test_marginals_meet_tol(clouds, rel_reg):
+    Xs, Xt, a, b, C = clouds
+    R = sliced_reference_plan(Xs, Xt, a, b, random_state=0)
+    tol = 1e-9
+    plan = srot_plan(a, b, C, R, rel_reg * np.median(C), tol=tol, max_iter=100_000)
+    err = np.abs(plan.sum(0) - b).sum() + np.abs(plan.sum(1) - a).sum()
+    assert err <= 2 * tol
+
+
+def test_small_reg_approaches_exact_cost(clouds):
+    Xs, Xt, a, b, C = clouds
+    exact = ot.emd2(a, b, C)
+    R = sliced_reference_plan(Xs, Xt, a, b, random_state=0)
+    gaps = []
+    for rel in (0.1, 0.03, 0.01):
+        plan = srot_plan(a, b, C, R, rel * np.median(C), tol=1e-9, max_iter=100_000)
+        gaps.append(np.sum(plan * C) / exact - 1)
+    assert gaps[0] > gaps[1] > gaps[2] >= -1e-9
+    assert gaps[2] < 0.05
+
+
+def test_zero_weights_give_empty_rows(clouds):
+    _, _, a, b, C = clouds
+    a = a.copy()
+    a[:5] = 0
+    plan = srot_plan(a, b, C, "independent", 0.1 * np.median(C))
+    assert np.all(np.isfinite(plan))
+    assert np.all(plan[:5] == 0)
+    rest = srot_plan(a[5:], b, C[5:], "independent", 0.1 * np.median(C))
+    np.testing.assert_allclose(plan[5:], rest, atol=1e-12)
+
+
+def test_log_info_value_is_dual_value(clouds):
+    _, _, a, b, C = clouds
+    plan, info = srot_plan(a, b, C, reg=0.1, tol=1e-12, max_iter=10_000, log=True)
+    assert info["err"] <= 1e-12
+    np.testing.assert_allclose(info["value"], a @ info["f"] + b @ info["g"], rtol=1e-8)
+
+
+def test_bad_inputs(clouds):
+    _, _, a, b, C = clouds
+    bad = C.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinite costs"):
+        srot_plan(a, b, bad)
+    with pytest.raises(ValueError, match="non-negative"):
+        srot_plan(-a, b, C)
+    with pytest.raises(ValueError, match="shape"):
+        srot_plan(a[:3], b, C)
+    with pytest.raises(ValueError, match="reference"):
+        srot_plan(a, b, C, reference="sliced")
+    with pytest.raises(ValueError, match="reg must be positive"):
+        srot_plan(a, b, C, reg=0.0)
+
+
+def test_non_convergence_warns(clouds):
+    _, _, a, b, C = clouds
+    with pytest.warns(ConvergenceWarning, match="did not converge"):
+        srot_plan(a, b, C, reg=1e-3 * np.median(C), max_iter=5, epsilon_scaling=False)
+
+
+def test_nan_plan_raises():
+    a = torch.full((2,), 0.5, dtype=torch.float64)
+    C = torch.tensor([[0.0, 1.0], [1.0, 0.0]], dtype=torch.float64)
+    log_R = torch.full((2, 2), -np.inf, dtype=torch.float64)  # no feasible plan
+    with pytest.raises(ValueError, match="increase reg"):
+        sinkhorn_log(a, a, C, 0.1, log_R, warn=False)

@@ -1,0 +1,227 @@
+import pickle
+
+import numpy as np
+import ot
+import pytest
+import torch
+
+from skml.transport import (
+    SROTransport,
+    sliced_reference_plan,
+    srot_divergence,
+    srot_plan,
+)
+
+
+@pytest.fixture(scope="module")
+def gaussians():
+    rng = np.random.default_rng(0)
+    n = 200
+    A = np.array([[2.0, 0.5], [0.5, 0.3]])
+    B = np.array([[0.3, -0.2], [-0.2, 1.5]])
+    Xs = rng.normal(size=(n, 2)) @ A
+    Xt = rng.normal(size=(n, 2)) @ B + [3.0, 0.0]
+    C = ot.dist(Xs, Xt)
+    a = np.full(n, 1 / n)
+    return Xs, Xt, a, C, ot.emd(a, a, C)
+
+
+def test_srot_beats_entropic_ot_at_large_reg(gaussians):
+    Xs, Xt, a, C, exact = gaussians
+    exact_cost = np.sum(exact * C)
+    reg = 0.3 * np.median(C)
+    R = sliced_reference_plan(Xs, Xt, random_state=0)
+    P_eot = srot_plan(a, a, C, "independent", reg)
+    P_srot = srot_plan(a, a, C, R, reg)
+    gap_eot = np.sum(P_eot * C) / exact_cost - 1
+    gap_srot = np.sum(P_srot * C) / exact_cost - 1
+    assert gap_srot < gap_eot
+    # the plan improves on its own reference
+    assert np.abs(P_srot - exact).sum() < np.abs(R - exact).sum()
+
+
+def test_refinements_approach_the_exact_plan(gaussians):
+    Xs, Xt, a, C, exact = gaussians
+    errors = []
+    for k in range(4):
+        model = SROTransport(reg=0.1, n_refinements=k, random_state=0)
+        model.fit(Xs, X_target=Xt)
+        errors.append(np.abs(model.coupling_ - exact).sum())
+    assert all(e1 < e0 for e0, e1 in zip(errors, errors[1:]))
+
+
+def test_independent_reference_is_entropic_ot(gaussians):
+    Xs, Xt, a, C, _ = gaussians
+    model = SROTransport(reference="independent", reg=0.1).fit(Xs, X_target=Xt)
+    expected = ot.sinkhorn(
+        a, a, C, model.eps_, method="sinkhorn_log", stopThr=1e-12, numItermax=10**5
+    )
+    np.testing.assert_allclose(model.coupling_, expected, atol=1e-8)
+    np.testing.assert_allclose(model.eps_, 0.1 * np.median(C), rtol=1e-3)
+
+
+def test_transform_of_fitted_points_is_barycentric(gaussians):
+    Xs, Xt, _, _, _ = gaussians
+    model = SROTransport(random_state=0).fit(Xs, X_target=Xt)
+    P = model.coupling_
+    np.testing.assert_allclose(
+        model.transform(Xs), (P / P.sum(1, keepdims=True)) @ Xt, rtol=1e-10
+    )
+    np.testing.assert_allclose(
+        model.inverse_transform(Xt), (P.T / P.sum(0)[:, None]) @ Xs, rtol=1e-10
+    )
+
+
+@pytest.mark.parametrize("n_refinements", [0, 2])
+def test_out_of_sample_map_is_continuous_and_consistent(gaussians, n_refinements):
+    Xs, Xt, _, _, _ = gaussians
+    model = SROTransport(n_refinements=n_refinements, random_state=0)
+    model.fit(Xs, X_target=Xt)
+    bary = model.transform(Xs)
+    # the out-of-sample formula itself, evaluated at the fitted points
+    np.testing.assert_allclose(model._out_of_sample(Xs, True), bary, atol=1e-6)
+    np.testing.assert_allclose(
+        model._out_of_sample(Xt, False), model.inverse_transform(Xt), atol=1e-6
+    )
+    # and it moves little when the points move little (steeply where two
+    # fitted points have nearly equal projections on a slice)
+    shifts = [
+        np.abs(model.transform(Xs + delta) - bary).max() for delta in (1e-4, 1e-6, 1e-9)
+    ]
+    assert shifts[0] > shifts[1] > shifts[2]
+    assert shifts[2] < 1e-3
+
+
+def test_transform_is_row_wise(gaussians):
+    Xs, Xt, _, _, _ = gaussians
+    model = SROTransport(random_state=0).fit(Xs, X_target=Xt)
+    new = Xs[:30] + 0.1
+    mixed = np.vstack([Xs[:30], new])
+    out = model.transform(mixed)
+    np.testing.assert_allclose(out[:30], model.transform(Xs)[:30])
+    np.testing.assert_allclose(out[30:], model.transform(new), rtol=1e-10)
+
+
+def test_labels_restrict_transport():
+    rng = np.random.default_rng(1)
+    Xs = rng.normal(size=(60, 2))
+    Xt = rng.normal(size=(60, 2))
+    ys = np.repeat([0, 1], 30)
+    yt = np.tile([0, 1], 30)
+    yt[:10] = -1  # unlabelled target points accept any class
+    model = SROTransport(random_state=0).fit(Xs, ys, X_target=Xt, y_target=yt)
+    P = model.coupling_
+    forbidden = (ys[:, None] != yt[None, :]) & (yt[None, :] != -1)
+    assert P[forbidden].sum() < 1e-8
+
+
+def test_divergence_properties():
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(40, 2))
+    Y = rng.normal(size=(40, 2)) + 0.5
+    assert abs(srot_divergence(X, X, random_state=0)) < 1e-9
+    near = srot_divergence(X, X + 0.1, random_state=0)
+    far = srot_divergence(X, X + 1.0, random_state=0)
+    assert 0 < near < far
+    assert srot_divergence(X, Y, random_state=0) > 0
+
+
+def test_divergence_gradient_matches_finite_differences():
+    rng = np.random.default_rng(3)
+    X = torch.tensor(rng.normal(size=(25, 2)), requires_grad=True)
+    Y = torch.tensor(rng.normal(size=(30, 2)) + 1.0)
+    kw = {"random_state": 0, "tol": 1e-13, "max_iter": 50_000, "reg": 0.2}
+    value = srot_divergence(X, Y, **kw)
+    value.backward()
+    grad = X.grad.numpy()
+    h = 1e-6
+    for i, j in [(0, 0), (3, 1), (10, 0)]:
+        Xp = X.detach().clone()
+        Xm = X.detach().clone()
+        Xp[i, j] += h
+        Xm[i, j] -= h
+        fd = (srot_divergence(Xp, Y, **kw) - srot_divergence(Xm, Y, **kw)) / (2 * h)
+        np.testing.assert_allclose(grad[i, j], float(fd), rtol=1e-4, atol=1e-7)
+
+
+def test_default_target_is_seeded_standard_normal():
+    X = np.random.default_rng(4).normal(size=(50, 3)) * 5
+    a = SROTransport(random_state=7).fit(X)
+    b = SROTransport(random_state=7).fit(X)
+    np.testing.assert_array_equal(a.X_target_, b.X_target_)
+    assert a.X_target_.shape == X.shape
+    assert abs(a.X_target_.std() - 1) < 0.3
+    # transforming Gaussianises the data
+    assert a.transform(X).std() < 2
+
+
+def test_zero_weights_equal_dropped_rows(gaussians):
+    Xs, Xt, _, _, _ = gaussians
+    w = np.ones(len(Xs))
+    w[:20] = 0
+    kw = {"reference": "independent", "reg": 0.1}
+    full = SROTransport(**kw).fit(Xs, X_target=Xt, sample_weight=w)
+    dropped = SROTransport(**kw).fit(Xs[20:], X_target=Xt)
+    # eps_ is relative to the median cost, which includes the dropped rows
+    dropped_eps = SROTransport(
+        reg=dropped.reg * full.eps_ / dropped.eps_, **{"reference": "independent"}
+    ).fit(Xs[20:], X_target=Xt)
+    np.testing.assert_allclose(full.coupling_[20:], dropped_eps.coupling_, atol=1e-10)
+    assert np.all(full.coupling_[:20] == 0)
+    assert np.all(np.isfinite(full.transform(Xs[:20])))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"X_target": np.zeros((5, 3))}, "features"),
+        ({"sample_weight": -np.ones(10)}, "non-negative"),
+        ({"sample_weight": np.zeros(10)}, "zero weights"),
+        ({"target_weight": np.ones(3)}, "shape"),
+    ],
+)
+def test_bad_input(kwargs, match):
+    X = np.random.default_rng(5).normal(size=(10, 2))
+    with pytest.raises(ValueError, match=match):
+        SROTransport().fit(X, **kwargs)
+
+
+def test_nan_input_rejected():
+    X = np.ones((10, 2))
+    X[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        SROTransport().fit(X)
+
+
+def test_set_output_pandas(gaussians):
+    pd = pytest.importorskip("pandas")
+    Xs, Xt, _, _, _ = gaussians
+    frame = pd.DataFrame(Xs, columns=["u", "v"])
+    model = SROTransport(random_state=0).set_output(transform="pandas")
+    out = model.fit(frame, X_target=Xt).transform(frame)
+    assert list(out.columns) == ["u", "v"]
+
+
+def test_pickle_and_device(gaussians):
+    Xs, Xt, _, _, _ = gaussians
+    model = SROTransport(device="auto", random_state=0).fit(Xs, X_target=Xt)
+    assert model.device == "auto"
+    again = pickle.loads(pickle.dumps(model))
+    np.testing.assert_allclose(again.transform(Xs + 0.1), model.transform(Xs + 0.1))
+
+
+def test_cuda_requested_without_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        SROTransport(device="cuda").fit(np.zeros((5, 2)))
+
+
+@pytest.mark.cuda
+def test_cpu_and_cuda_agree(gaussians):
+    Xs, Xt, _, _, _ = gaussians
+    cpu = SROTransport(random_state=0).fit(Xs, X_target=Xt)
+    gpu = SROTransport(random_state=0, device="cuda").fit(Xs, X_target=Xt)
+    np.testing.assert_allclose(gpu.coupling_, cpu.coupling_, rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(
+        gpu.transform(Xs + 0.1), cpu.transform(Xs + 0.1), rtol=1e-6, atol=1e-9
+    )
