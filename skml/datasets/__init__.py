@@ -3,5 +3,10 @@ ships inside installed packages; shared by tests, examples and benchmarks."""
 
 from ._loaders import load_randhie
 from ._multicalibration import make_multicalibration_regression
+from ._transport import make_gaussian_mixtures
 
-__all__ = ["load_randhie", "make_multicalibration_regression"]
+__all__ = [
+    "load_randhie",
+    "make_gaussian_mixtures",
+    "make_multicalibration_regression",
+]

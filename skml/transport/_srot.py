@@ -293,11 +293,12 @@ class SROTransport(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         median(C)``, so one value works across datasets.
     reference : {"sliced", "independent"}, default="sliced"
         The reference plan R; ``"independent"`` is entropic OT exactly.
-    n_projections : int, default=64
+    n_projections : int, default=256
         Random directions of the sliced reference.
-    beta : float, default=0.0
+    beta : float, default=30.0
         Inverse temperature of the softmax over slice costs (relative to the
-        mean slice cost); 0 averages the slices uniformly.
+        mean slice cost); 0 averages the slices uniformly. The defaults were
+        chosen by the options comparison of ``python -m skml bench srot``.
     reference_smoothing : float, default=0.01
         Share of the product coupling ``a b'`` mixed into the sliced plan,
         which gives the reference full support.
@@ -400,8 +401,8 @@ class SROTransport(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         reg=0.05,
         *,
         reference="sliced",
-        n_projections=64,
-        beta=0.0,
+        n_projections=256,
+        beta=30.0,
         reference_smoothing=0.01,
         metric="sqeuclidean",
         max_iter=1000,

@@ -1,0 +1,859 @@
+"""SROT against entropic OT, the sliced reference plan and exact OT.
+
+Data: :func:`skml.datasets.make_gaussian_mixtures` (two different random
+mixtures of 5 Gaussians, means in [-5, 5]^d, random SPD covariances), n
+source and n target points with uniform weights; cost ``ot.dist``
+(squared Euclidean); ground truth ``ot.emd``. ``reg`` is relative to the
+median cost: every method gets the same absolute ``eps = reg * median(C)``.
+
+Methods at each (n, d, reg):
+
+- ``EOT (POT sinkhorn_log)``: ``ot.sinkhorn(..., method="sinkhorn_log")``,
+  the peer, on torch tensors of the benchmark's device (on numpy arrays POT
+  uses scipy's logsumexp and was 3-15x slower on a 2-core CPU at n = 2000).
+  Same threshold ``TOL``, check every 10 iterations and cap ``MAX_ITER`` as
+  ours; POT measures the column violation in L2, ours in L1, so at the same
+  threshold POT stops no later (this favours POT's time).
+- ``EOT (skml)``: ``srot_plan(reference="independent")``, our solver.
+- ``sliced reference``: ``sliced_reference_plan`` alone (the SOT plan).
+- ``SROT``: ``srot_plan`` on that reference, with the reference options of
+  ``SROTransport()``'s defaults; its time includes building the reference.
+- GeomLoss: only when importable (skipped with a message otherwise).
+
+Metrics: plan L1 error ``||P - P*||_1`` (at most 2), relative cost gap
+``(<C, P> - <C, P*>) / <C, P*>``, wall time, Sinkhorn iterations, and the L1
+marginal violation of the returned plan (``conv`` flags SROT plans whose
+violation exceeds ``10 * TOL``: the iteration cap was hit).
+
+Grid. Full: n in {500, 2000, 5000}, d in {2, 10, 50}, reg in {0.003, 0.01,
+0.03, 0.1, 0.3, 1.0}. ``ot.emd`` takes about 9 s at n = 5000 on a 2-core CPU,
+so n = 5000 stays, but log-domain Sinkhorn at small reg does not fit a
+15-minute budget on 2 cores (about 40 s per solve at n = 2000, reg = 0.003;
+at n = 5000, reg = 0.03, POT alone took 146 s in d = 2, and SROT needs more
+iterations than EOT at small reg). On the CPU the grid is therefore cut by
+cost: n = 500 runs every reg, n = 2000 reg >= 0.01 and n = 5000 only the
+larger half, reg >= 0.1, which the acceptance check uses (the full CPU run
+takes about 11 minutes). With a GPU ``device`` the whole grid runs.
+Quick: n in {500, 1000}, d in {2, 10}, reg in {0.03, 0.1, 0.3, 1.0} at
+n = 500 and {0.1, 0.3, 1.0} at n = 1000.
+
+Also run (each a ``part`` of the rows):
+
+- ``options``: the reference options, ``reference_smoothing`` x ``beta`` x
+  ``n_projections``, at n = 1000, d in {2, 10, 50}, reg in {0.03, 0.1, 0.3,
+  1.0}; ranked by the geometric mean over the larger half (reg >= 0.1) of
+  SROT's cost gap over EOT's, among the options whose plan is closer (L1) to
+  the exact plan than their own reference at every point.
+- ``moons``: 2-D moons -> circles (n = 500) at reg 0.001 ... 1, with the
+  default and the best options, against EOT.
+- ``refine``: ``n_refinements`` 0..5 at n = 2000, d = 10, reg in {0.03, 0.1}
+  (each refinement re-solves with ``(1 - s) P + s a b'`` as the reference,
+  ``s = reference_smoothing``, as ``SROTransport(n_refinements=k)`` does;
+  cumulative time).
+- ``front``: POT ``sinkhorn_log`` and SROT over a decreasing reg grid at the
+  same (n, d): the error-versus-time front.
+- ``meta``: CPU count, torch threads and the load average before and after
+  (timings on a shared machine are only comparable within one run).
+"""
+
+import itertools
+import os
+import time
+import warnings
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+
+from ..datasets._transport import make_gaussian_mixtures
+from ..transport import SROTransport, sliced_reference_plan, srot_plan
+from ..utils import format_table, progress
+
+REGS = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+# The larger half of the reg grid: the acceptance check's points.
+LARGE_REGS = (0.1, 0.3, 1.0)
+DIMS = (2, 10, 50)
+GRID = {500: REGS, 2000: REGS[1:], 5000: LARGE_REGS}
+DEVICE_GRID = {500: REGS, 2000: REGS, 5000: REGS}
+QUICK_GRID = {500: (0.03, 0.1, 0.3, 1.0), 1000: (0.1, 0.3, 1.0)}
+QUICK_DIMS = (2, 10)
+# Sinkhorn stopping rule shared by every solver: marginal error below TOL,
+# checked every 10 iterations, at most MAX_ITER iterations.
+TOL = 1e-6
+MAX_ITER = 3000
+# Options comparison.
+SMOOTHINGS = (1e-3, 1e-2, 1e-1)
+BETAS = (0.0, 1.0, 10.0, 30.0, 100.0)
+PROJECTIONS = (16, 64, 256)
+OPTION_REGS = (0.03,) + LARGE_REGS
+QUICK_OPTIONS = {
+    "smoothings": (1e-2,),
+    "betas": (0.0, 10.0, 100.0),
+    "projections": (64, 256),
+}
+MOONS_REGS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+REFINE_REGS = (0.03, 0.1)
+N_REFINEMENTS = 5
+FRONT_REGS = (1.0, 0.3, 0.1, 0.03, 0.01)
+
+EOT_POT = "EOT (POT sinkhorn_log)"
+EOT = "EOT (skml)"
+REF = "sliced reference"
+SROT = "SROT"
+
+
+def default_options():
+    """The reference options of ``SROTransport()``: the benchmark's SROT.
+
+    Returns
+    -------
+    dict
+        ``n_projections``, ``beta`` and ``reference_smoothing``.
+    """
+    params = SROTransport().get_params()
+    return {
+        key: params[key] for key in ("n_projections", "beta", "reference_smoothing")
+    }
+
+
+def _problem(Xs, Xt):
+    """Cost, exact plan and its cost for two uniform clouds."""
+    import ot
+
+    n, m = len(Xs), len(Xt)
+    a, b = np.full(n, 1.0 / n), np.full(m, 1.0 / m)
+    C = ot.dist(Xs, Xt)
+    start = time.perf_counter()
+    P0 = ot.emd(a, b, C, numItermax=10_000_000)
+    emd_s = time.perf_counter() - start
+    c0 = float(np.sum(C * P0))
+    return {
+        "Xs": Xs,
+        "Xt": Xt,
+        "a": a,
+        "b": b,
+        "C": C,
+        "median": float(np.median(C)),
+        "P0": P0,
+        "c0": c0,
+        "emd_s": emd_s,
+    }
+
+
+def _score(prob, P):
+    P = np.asarray(P, dtype=np.float64)
+    marg = np.abs(P.sum(1) - prob["a"]).sum() + np.abs(P.sum(0) - prob["b"]).sum()
+    return {
+        "l1": float(np.abs(P - prob["P0"]).sum()),
+        "gap": float((np.sum(prob["C"] * P) - prob["c0"]) / prob["c0"]),
+        "marginal_err": float(marg),
+    }
+
+
+def _quiet(func, *args, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.filterwarnings("ignore", message="Sinkhorn did not converge")
+        return func(*args, **kwargs)
+
+
+def _eot_pot(prob, eps, device="cpu"):
+    import ot
+    import torch
+
+    dev = "cpu" if device == "cpu" else device
+    a, b, C = (torch.as_tensor(prob[k], device=dev) for k in ("a", "b", "C"))
+    start = time.perf_counter()
+    P, log = _quiet(
+        ot.sinkhorn,
+        a,
+        b,
+        C,
+        eps,
+        method="sinkhorn_log",
+        stopThr=TOL,
+        numItermax=MAX_ITER,
+        log=True,
+    )
+    P = P.cpu().numpy()
+    seconds = time.perf_counter() - start
+    return P, seconds, int(log["niter"]) + 1
+
+
+def _eot_skml(prob, eps, device="cpu"):
+    start = time.perf_counter()
+    P, log = _quiet(
+        srot_plan,
+        prob["a"],
+        prob["b"],
+        prob["C"],
+        "independent",
+        eps,
+        max_iter=MAX_ITER,
+        tol=TOL,
+        device=device,
+        log=True,
+    )
+    return P, time.perf_counter() - start, log["n_iter"]
+
+
+def _reference(prob, options, seed, device="cpu"):
+    start = time.perf_counter()
+    R = sliced_reference_plan(
+        prob["Xs"],
+        prob["Xt"],
+        prob["a"],
+        prob["b"],
+        random_state=seed,
+        device=device,
+        **options,
+    )
+    return R, time.perf_counter() - start
+
+
+def _srot(prob, eps, R, device="cpu"):
+    start = time.perf_counter()
+    P, log = _quiet(
+        srot_plan,
+        prob["a"],
+        prob["b"],
+        prob["C"],
+        R,
+        eps,
+        max_iter=MAX_ITER,
+        tol=TOL,
+        device=device,
+        log=True,
+    )
+    return P, time.perf_counter() - start, log["n_iter"]
+
+
+def _geomloss_available():
+    try:
+        import geomloss  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _geomloss_plan(prob, eps, device="cpu"):
+    """GeomLoss' dual potentials turned into a plan (its p=2 cost is |x-y|^2/2)."""
+    import torch
+    from geomloss import SamplesLoss
+
+    dev = "cpu" if device == "cpu" else device
+    x = torch.as_tensor(prob["Xs"], device=dev)
+    y = torch.as_tensor(prob["Xt"], device=dev)
+    a = torch.as_tensor(prob["a"], device=dev)
+    b = torch.as_tensor(prob["b"], device=dev)
+    # eps in GeomLoss' units (half the squared distance) is eps / 2.
+    blur = (eps / 2.0) ** 0.5
+    loss = SamplesLoss(
+        "sinkhorn", p=2, blur=blur, scaling=0.9, debias=False, potentials=True
+    )
+    start = time.perf_counter()
+    f, g = loss(a, x, b, y)
+    C = torch.as_tensor(prob["C"], device=dev) / 2.0
+    logP = (f[:, None] + g[None, :] - C) / (eps / 2.0)
+    P = (a[:, None] * b[None, :] * torch.exp(logP)).cpu().numpy()
+    return P, time.perf_counter() - start, None
+
+
+def _row(part, n, d, reg, method, score, seconds, n_iter, **extra):
+    row = {"part": part, "n": n, "d": d, "reg": reg, "method": method}
+    row.update(score)
+    row.update(seconds=seconds, n_iter=n_iter)
+    row.update(extra)
+    return row
+
+
+def _warm_up(device):
+    """First calls (imports, torch kernels) outside the timings."""
+    rng = np.random.RandomState(0)
+    prob = _problem(rng.normal(size=(20, 2)), rng.normal(size=(20, 2)))
+    _eot_pot(prob, prob["median"], device)
+    _eot_skml(prob, prob["median"], device)
+    R, _ = _reference(prob, default_options(), 0, device)
+    _srot(prob, prob["median"], R, device)
+
+
+def run_grid(grid, dims, device="cpu", seed=0, options=None, pot=True):
+    """The main comparison: rows with ``part="grid"``.
+
+    Parameters
+    ----------
+    grid : dict
+        ``{n: regs}``.
+    dims : tuple of int
+        Dimensions.
+    device : str, default="cpu"
+        Device of skml's solvers and of POT's (torch tensors when not cpu).
+    seed : int, default=0
+        Data and projection seed.
+    options : dict, default=None
+        SROT reference options; default :func:`default_options`.
+    pot : bool, default=True
+        Also run POT's ``sinkhorn_log``.
+
+    Returns
+    -------
+    rows : list of dict
+    """
+    options = default_options() if options is None else options
+    geomloss = _geomloss_available()
+    _warm_up(device)
+    rows = []
+    jobs = [(n, d) for n in grid for d in dims]
+    for n, d in progress(jobs, desc="srot grid"):
+        prob = _problem(*make_gaussian_mixtures(n, d, random_state=seed))
+        R, ref_s = _reference(prob, options, seed, device)
+        ref_score = _score(prob, R)
+        for reg in grid[n]:
+            eps = reg * prob["median"]
+            common = {"emd_s": prob["emd_s"]}
+            if pot:
+                P, s, it = _eot_pot(prob, eps, device)
+                score = _score(prob, P)
+                rows.append(_row("grid", n, d, reg, EOT_POT, score, s, it))
+            P, s, it = _eot_skml(prob, eps, device)
+            rows.append(_row("grid", n, d, reg, EOT, _score(prob, P), s, it))
+            rows.append(_row("grid", n, d, reg, REF, ref_score, ref_s, None, **common))
+            P, s, it = _srot(prob, eps, R, device)
+            rows.append(_row("grid", n, d, reg, SROT, _score(prob, P), ref_s + s, it))
+            if geomloss:
+                P, s, it = _geomloss_plan(prob, eps, device)
+                rows.append(
+                    _row("grid", n, d, reg, "EOT (GeomLoss)", _score(prob, P), s, it)
+                )
+    return rows
+
+
+def _option_grid(smoothings=SMOOTHINGS, betas=BETAS, projections=PROJECTIONS):
+    return [
+        {"reference_smoothing": s, "beta": b, "n_projections": L}
+        for s, b, L in itertools.product(smoothings, betas, projections)
+    ]
+
+
+def _option_name(opt):
+    return (
+        f"s={opt['reference_smoothing']:g} beta={opt['beta']:g} "
+        f"L={opt['n_projections']}"
+    )
+
+
+def run_options(n=1000, dims=DIMS, regs=OPTION_REGS, device="cpu", seed=0, grid=None):
+    """Every reference option against EOT: rows with ``part="options"``.
+
+    ``grid`` maps ``smoothings``, ``betas`` and ``projections`` to the values
+    tried (default: ``SMOOTHINGS`` x ``BETAS`` x ``PROJECTIONS``).
+    """
+    rows = []
+    configs = _option_grid(**(grid or {}))
+    for d in progress(dims, desc="srot options"):
+        prob = _problem(*make_gaussian_mixtures(n, d, random_state=seed))
+        eot = {}
+        for reg in regs:
+            P, s, it = _eot_skml(prob, reg * prob["median"], device)
+            eot[reg] = _score(prob, P)
+            rows.append(_row("options", n, d, reg, EOT, eot[reg], s, it))
+        for opt in configs:
+            R, ref_s = _reference(prob, opt, seed, device)
+            ref = _score(prob, R)
+            for reg in regs:
+                P, s, it = _srot(prob, reg * prob["median"], R, device)
+                score = _score(prob, P)
+                rows.append(
+                    _row(
+                        "options",
+                        n,
+                        d,
+                        reg,
+                        _option_name(opt),
+                        score,
+                        ref_s + s,
+                        it,
+                        ratio=score["gap"] / eot[reg]["gap"],
+                        ref_l1=ref["l1"],
+                        ref_gap=ref["gap"],
+                        **opt,
+                    )
+                )
+    return rows
+
+
+def rank_options(rows):
+    """Options ranked by their geometric-mean cost-gap ratio to EOT.
+
+    The ranking uses the points with ``reg`` in ``LARGE_REGS``; only options
+    whose plan beats their reference in L1 at every one of them are eligible
+    (the others are listed after them). The smaller regs are summarised
+    alongside, per d, so that the harm at small reg stays visible.
+
+    Returns
+    -------
+    list of dict
+        One summary per option, best first: ``option``, ``geo_ratio``,
+        ``max_ratio``, ``share_lt1`` and ``share_07`` (shares of points with
+        ratio < 1 and <= 0.7), ``l1_vs_ref_fails``, ``geo_d{d}`` (per d),
+        ``small_reg`` (geometric-mean ratio at the smaller regs), ``n_iter``
+        and ``seconds`` (means over the larger half).
+    """
+
+    def geo(values):
+        values = np.maximum(np.asarray(values, dtype=float), 1e-12)
+        return float(np.exp(np.mean(np.log(values))))
+
+    by = {}
+    for r in rows:
+        if r["part"] == "options" and "ratio" in r:
+            by.setdefault(r["method"], []).append(r)
+    out = []
+    for name, rs in by.items():
+        large = [r for r in rs if r["reg"] in LARGE_REGS]
+        small = [r for r in rs if r["reg"] not in LARGE_REGS]
+        ratios = np.array([r["ratio"] for r in large])
+        summary = {
+            "option": name,
+            "geo_ratio": geo(ratios),
+            "max_ratio": float(ratios.max()),
+            "share_lt1": float(np.mean(ratios < 1)),
+            "share_07": float(np.mean(ratios <= 0.7)),
+            "l1_vs_ref_fails": int(sum(r["l1"] >= r["ref_l1"] for r in large)),
+        }
+        for d in sorted({r["d"] for r in large}):
+            summary[f"geo_d{d}"] = geo([r["ratio"] for r in large if r["d"] == d])
+        if small:
+            summary["small_reg"] = geo([r["ratio"] for r in small])
+        summary["n_iter"] = float(np.mean([r["n_iter"] for r in large]))
+        summary["seconds"] = float(np.mean([r["seconds"] for r in large]))
+        out.append(summary)
+    out.sort(key=lambda o: (o["l1_vs_ref_fails"] > 0, o["geo_ratio"]))
+    return out
+
+
+def run_moons(options_list, n=500, regs=MOONS_REGS, device="cpu", seed=0):
+    """2-D moons -> circles: rows with ``part="moons"``."""
+    from sklearn.datasets import make_circles, make_moons
+
+    Xs, _ = make_moons(n, noise=0.05, random_state=seed)
+    Xt, _ = make_circles(n, noise=0.05, factor=0.5, random_state=seed + 1)
+    prob = _problem(Xs, Xt)
+    rows = []
+    refs = [
+        (name, opt, *_reference(prob, opt, seed, device)) for name, opt in options_list
+    ]
+    for reg in progress(regs, desc="srot moons"):
+        eps = reg * prob["median"]
+        P, s, it = _eot_skml(prob, eps, device)
+        eot = _score(prob, P)
+        rows.append(_row("moons", n, 2, reg, EOT, eot, s, it))
+        for name, _, R, ref_s in refs:
+            P, s, it = _srot(prob, eps, R, device)
+            score = _score(prob, P)
+            rows.append(
+                _row(
+                    "moons",
+                    n,
+                    2,
+                    reg,
+                    f"SROT {name}",
+                    score,
+                    ref_s + s,
+                    it,
+                    ratio=score["gap"] / eot["gap"],
+                    ref_l1=_score(prob, R)["l1"],
+                )
+            )
+    return rows
+
+
+def run_refinements(
+    n=2000,
+    d=10,
+    regs=REFINE_REGS,
+    k_max=N_REFINEMENTS,
+    device="cpu",
+    seed=0,
+    options=None,
+):
+    """Error after 0..k_max refinements: rows with ``part="refine"``."""
+    options = default_options() if options is None else options
+    prob = _problem(*make_gaussian_mixtures(n, d, random_state=seed))
+    alpha = options["reference_smoothing"]
+    product = prob["a"][:, None] * prob["b"][None, :]
+    rows = []
+    for reg in progress(regs, desc="srot refinements"):
+        eps = reg * prob["median"]
+        R, elapsed = _reference(prob, options, seed, device)
+        total_iter = 0
+        for k in range(k_max + 1):
+            P, s, it = _srot(prob, eps, R, device)
+            elapsed += s
+            total_iter += it
+            rows.append(
+                _row(
+                    "refine",
+                    n,
+                    d,
+                    reg,
+                    f"SROT k={k}",
+                    _score(prob, P),
+                    elapsed,
+                    total_iter,
+                    k=k,
+                )
+            )
+            start = time.perf_counter()
+            R = (1 - alpha) * P + alpha * product
+            elapsed += time.perf_counter() - start
+    return rows, prob
+
+
+def run_front(
+    prob, regs=FRONT_REGS, device="cpu", seed=0, options=None, srot_min_reg=0.01
+):
+    """POT sinkhorn_log and SROT over a decreasing reg grid: ``part="front"``.
+
+    SROT runs only at ``reg >= srot_min_reg`` (it is slow at the smallest
+    regs and not better there).
+    """
+    options = default_options() if options is None else options
+    n, d = prob["Xs"].shape
+    rows = []
+    R, ref_s = _reference(prob, options, seed, device)
+    for reg in progress(regs, desc="srot front"):
+        eps = reg * prob["median"]
+        P, s, it = _eot_pot(prob, eps, device)
+        rows.append(_row("front", n, d, reg, EOT_POT, _score(prob, P), s, it))
+        if reg >= srot_min_reg:
+            P, s, it = _srot(prob, eps, R, device)
+            score = _score(prob, P)
+            rows.append(_row("front", n, d, reg, SROT, score, ref_s + s, it))
+    return rows
+
+
+def _meta(device):
+    import torch
+
+    return {
+        "part": "meta",
+        "device": device,
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "load_avg_1min": os.getloadavg()[0],
+    }
+
+
+def run(quick=False, device="cpu", options=None):
+    """Run every part of the benchmark.
+
+    Parameters
+    ----------
+    quick : bool, default=False
+        Small grids (well under a minute on 2 cores).
+    device : str, default="cpu"
+        Device of skml's solvers and of POT's torch tensors; a GPU device
+        runs the whole (n, d, reg) grid.
+    options : dict, default=None
+        SROT reference options (``n_projections``, ``beta``,
+        ``reference_smoothing``) of the grid, refinement and front parts;
+        default: those of ``SROTransport()``.
+
+    Returns
+    -------
+    rows : list of dict
+        Each row has a ``part`` ("grid", "options", "moons", "refine",
+        "front", "meta"); the others have ``n``, ``d``, ``reg``, ``method``,
+        ``l1``, ``gap``, ``marginal_err``, ``seconds`` and ``n_iter``.
+    """
+    if not _geomloss_available():
+        print("GeomLoss is not installed (pip install geomloss); skipping it.")
+    meta = _meta(device)
+    meta["options"] = _option_name(default_options() if options is None else options)
+    if quick:
+        grid, dims = QUICK_GRID, QUICK_DIMS
+    else:
+        grid, dims = (GRID if device == "cpu" else DEVICE_GRID), DIMS
+    rows = run_grid(grid, dims, device, options=options)
+    if quick:
+        rows += run_options(
+            n=500, dims=(2, 10), regs=(0.1, 1.0), device=device, grid=QUICK_OPTIONS
+        )
+    else:
+        rows += run_options(device=device)
+    best = _parse_option(rank_options(rows)[0]["option"])
+    chosen = default_options() if options is None else options
+    named = [("default" if options is None else "chosen", chosen)]
+    if best != chosen:
+        named.append(("best", best))
+    if quick:
+        rows += run_moons(named, n=300, regs=(0.003, 0.03, 0.3), device=device)
+        ref_rows, prob = run_refinements(
+            n=500, regs=(0.1,), k_max=3, device=device, options=options
+        )
+        front_regs = (1.0, 0.3, 0.1)
+    else:
+        rows += run_moons(named, device=device)
+        ref_rows, prob = run_refinements(device=device, options=options)
+        front_regs = FRONT_REGS + (0.003,)
+    rows += ref_rows
+    rows += run_front(prob, regs=front_regs, device=device, options=options)
+    meta["load_avg_1min_end"] = os.getloadavg()[0]
+    rows.append(meta)
+    return rows
+
+
+def _parse_option(name):
+    parts = dict(token.split("=") for token in name.split())
+    return {
+        "reference_smoothing": float(parts["s"]),
+        "beta": float(parts["beta"]),
+        "n_projections": int(parts["L"]),
+    }
+
+
+# ------------------------------------------------------------------ report
+def _pivot(rows, part="grid"):
+    """One line per (n, d, reg) with the methods side by side."""
+    cells = {}
+    for r in rows:
+        if r["part"] != part:
+            continue
+        cells.setdefault((r["n"], r["d"], r["reg"]), {})[r["method"]] = r
+    table = []
+    for (n, d, reg), m in sorted(cells.items()):
+        eot, srot, ref, pot = m.get(EOT), m.get(SROT), m.get(REF), m.get(EOT_POT)
+        line = {"n": n, "d": d, "reg": reg}
+        if eot and srot and ref:
+            line.update(
+                gap_eot=eot["gap"],
+                gap_srot=srot["gap"],
+                ratio=srot["gap"] / eot["gap"] if eot["gap"] > 0 else np.nan,
+                gap_ref=ref["gap"],
+                l1_eot=eot["l1"],
+                l1_srot=srot["l1"],
+                l1_ref=ref["l1"],
+                pot_s=pot["seconds"] if pot else None,
+                eot_s=eot["seconds"],
+                srot_s=srot["seconds"],
+                it_pot=pot["n_iter"] if pot else None,
+                it_eot=eot["n_iter"],
+                it_srot=srot["n_iter"],
+            )
+            if pot:
+                line["gap_pot"] = pot["gap"]
+            if "EOT (GeomLoss)" in m:
+                line["gap_geomloss"] = m["EOT (GeomLoss)"]["gap"]
+            line["helps"] = "yes" if srot["gap"] < eot["gap"] else "NO"
+            line["conv"] = "yes" if srot["marginal_err"] <= 10 * TOL else "no"
+        table.append(line)
+    return table
+
+
+GRID_COLUMNS = [
+    "n",
+    "d",
+    "reg",
+    "gap_pot",
+    "gap_eot",
+    "gap_srot",
+    "ratio",
+    "gap_ref",
+    "l1_eot",
+    "l1_srot",
+    "l1_ref",
+    "pot_s",
+    "eot_s",
+    "srot_s",
+    "it_pot",
+    "it_eot",
+    "it_srot",
+    "conv",
+    "helps",
+]
+OPTION_COLUMNS = [
+    "option",
+    "geo_ratio",
+    "geo_d2",
+    "geo_d10",
+    "geo_d50",
+    "max_ratio",
+    "share_lt1",
+    "share_07",
+    "l1_vs_ref_fails",
+    "small_reg",
+    "n_iter",
+    "seconds",
+]
+
+
+def acceptance(rows):
+    """Issue 4, point 2, computed from the grid rows.
+
+    Returns
+    -------
+    str
+    """
+    table = _pivot(rows)
+    large = [t for t in table if t["reg"] in LARGE_REGS and "ratio" in t]
+    if not large:
+        return "no grid points at the larger half of the reg grid"
+    k = len(large)
+    below = sum(t["gap_srot"] < t["gap_eot"] for t in large)
+    within = sum(t["gap_srot"] <= 0.7 * t["gap_eot"] for t in large)
+    l1_large = sum(t["l1_srot"] < t["l1_ref"] for t in large)
+    l1_all = sum(t["l1_srot"] < t["l1_ref"] for t in table if "ratio" in t)
+    n_all = sum("ratio" in t for t in table)
+    regs = sorted({t["reg"] for t in large})
+    lines = [
+        f"acceptance (issue 4, point 2) over {k} (n, d, reg) points with reg in "
+        f"{regs}:",
+        f"  gap_srot < gap_eot:          {below}/{k} = {below / k:.0%} "
+        f"(need >= 80%) -> {'PASS' if below >= 0.8 * k else 'FAIL'}",
+        f"  gap_srot <= 0.7 gap_eot:     {within}/{k} = {within / k:.0%} "
+        f"(need >= 50%) -> {'PASS' if within >= 0.5 * k else 'FAIL'}",
+        f"  L1_srot < L1_reference:      {l1_large}/{k} at the larger half, "
+        f"{l1_all}/{n_all} over the whole grid (need all) -> "
+        f"{'PASS' if l1_large == k else 'FAIL'}",
+    ]
+    hurt = [t for t in table if "ratio" in t and t["gap_srot"] >= t["gap_eot"]]
+    if hurt:
+        where = ", ".join(f"(n={t['n']}, d={t['d']}, reg={t['reg']:g})" for t in hurt)
+        lines.append(f"  SROT does not beat EOT's cost gap at: {where}")
+    return "\n".join(lines)
+
+
+def _refine_table(rows):
+    out = []
+    for r in rows:
+        if r["part"] == "refine":
+            out.append(
+                {
+                    "reg": r["reg"],
+                    "refinements": r["k"],
+                    "l1": r["l1"],
+                    "gap": r["gap"],
+                    "seconds": r["seconds"],
+                    "n_iter": r["n_iter"],
+                }
+            )
+    return out
+
+
+def _simple(rows, part, columns):
+    return format_table([r for r in rows if r["part"] == part], columns=columns)
+
+
+def _front_summary(rows):
+    """Each refinement's last stage against POT's front at the same L1 error.
+
+    POT's time to that error is interpolated (log time, linear in L1)
+    between the two reg of its front that bracket it.
+    """
+    pot = sorted(
+        (r for r in rows if r["part"] == "front" and r["method"] == EOT_POT),
+        key=lambda r: -r["l1"],
+    )
+    refine = [r for r in rows if r["part"] == "refine"]
+    lines = []
+    for reg in sorted({r["reg"] for r in refine}):
+        last = max((r for r in refine if r["reg"] == reg), key=lambda r: r["k"])
+        target = last["l1"]
+        peer = f"POT's front does not reach L1 {target:.3f}"
+        for hi, lo in zip(pot, pot[1:]):
+            if lo["l1"] <= target <= hi["l1"]:
+                w = (hi["l1"] - target) / max(hi["l1"] - lo["l1"], 1e-300)
+                log_t = (1 - w) * np.log(hi["seconds"]) + w * np.log(lo["seconds"])
+                peer = (
+                    f"POT reaches it in about {np.exp(log_t):.2f} s (between reg "
+                    f"{hi['reg']:g} and {lo['reg']:g})"
+                )
+                break
+        lines.append(
+            f"SROT reg {reg:g}, {last['k']} refinements: L1 {target:.3f} in "
+            f"{last['seconds']:.2f} s; {peer}"
+        )
+    return "\n".join(lines)
+
+
+def report(rows):
+    """All tables, then the acceptance summary."""
+    out = []
+    opts = default_options()
+    meta = next((r for r in rows if r["part"] == "meta"), None)
+    if meta:
+        out.append(
+            f"device {meta['device']}, {meta['cpus']} CPUs, {meta['torch_threads']} "
+            f"torch threads, load average {meta['load_avg_1min']:.2f} -> "
+            f"{meta.get('load_avg_1min_end', float('nan')):.2f}"
+        )
+    out.append(
+        "== main grid: cost gap and plan L1 error to ot.emd, time (s); SROT with "
+        f"{meta['options'] if meta else _option_name(opts)} "
+        "(ratio = gap_srot / gap_eot)"
+    )
+    out.append(format_table(_pivot(rows), columns=GRID_COLUMNS))
+    ranked = rank_options(rows)
+    if ranked:
+        first = next(r for r in rows if r["part"] == "options")
+        out.append(
+            f"\n== reference options (n={first['n']}): cost-gap ratio to EOT, "
+            f"geometric mean over reg in {list(LARGE_REGS)} (per d: geo_d*), "
+            "small_reg = same at the smaller regs; best first"
+        )
+        out.append(format_table(ranked, columns=OPTION_COLUMNS, digits=3))
+        best = ranked[0]
+        chosen = meta["options"] if meta else _option_name(opts)
+        default = [o for o in ranked if o["option"] == chosen]
+        line = f"best option: {best['option']} (geo ratio {best['geo_ratio']:.3f})"
+        if default:
+            line += f"; benchmarked {chosen}: {default[0]['geo_ratio']:.3f}"
+        out.append(line)
+    moons = [r for r in rows if r["part"] == "moons"]
+    if moons:
+        out.append(f"\n== moons -> circles (n={moons[0]['n']}, d=2)")
+        columns = ["reg", "method", "gap", "ratio", "l1", "ref_l1", "seconds", "n_iter"]
+        out.append(format_table(moons, columns=columns))
+    if any(r["part"] == "refine" for r in rows):
+        first = next(r for r in rows if r["part"] == "refine")
+        out.append(
+            f"\n== refinements (n={first['n']}, d={first['d']}): plan L1 error over "
+            "n_refinements (cumulative time)"
+        )
+        table = _refine_table(rows)
+        out.append(format_table(table))
+        mono = []
+        for reg in sorted({t["reg"] for t in table}):
+            l1 = [t["l1"] for t in table if t["reg"] == reg]
+            word = "monotone" if np.all(np.diff(l1) < 0) else "NOT monotone"
+            mono.append(f"reg {reg:g}: {word}")
+        out.append("L1 over refinements: " + "; ".join(mono))
+    if any(r["part"] == "front" for r in rows):
+        out.append("\n== error-vs-time front (same n, d as the refinements)")
+        out.append(
+            _simple(rows, "front", ["reg", "method", "l1", "gap", "seconds", "n_iter"])
+        )
+        if any(r["part"] == "refine" for r in rows):
+            out.append(_front_summary(rows))
+    out.append("\n" + acceptance(rows))
+    return "\n".join(out)
+
+
+def demo():
+    """One row for ``python -m skml demo``: n=500, d=2, reg=0.3."""
+    start = time.perf_counter()
+    prob = _problem(*make_gaussian_mixtures(500, 2, random_state=0))
+    eps = 0.3 * prob["median"]
+    P, _, _ = _eot_skml(prob, eps)
+    eot = _score(prob, P)
+    R, _ = _reference(prob, default_options(), 0)
+    P, _, _ = _srot(prob, eps, R)
+    srot = _score(prob, P)
+    return {
+        "estimator": "SROTransport",
+        "task": "OT plan, Gaussian mixtures (n=500, d=2, reg=0.3)",
+        "metric": "relative cost gap to exact OT (lower is better; baseline: EOT)",
+        "skml": srot["gap"],
+        "baseline": eot["gap"],
+        "seconds": time.perf_counter() - start,
+    }
