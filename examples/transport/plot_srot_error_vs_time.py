@@ -12,7 +12,7 @@ is how close to the exact plan each method gets for a given time.
 
 On two different Gaussian mixtures (n = 500 points each, d = 10) we compute
 the exact plan with ``ot.emd`` and, over a grid of ``reg`` (relative to the
-median cost), POT's log-domain Sinkhorn, SROT, and SROT with 0 to 5
+median cost), POT's log-domain Sinkhorn, SROT, and SROT with 0 to 3
 proximal refinements at ``reg = 0.1`` (each refinement re-solves with the
 previous plan as the reference). The left panel plots the plan's L1 error
 ``||P - P*||_1`` against wall time; the right panel the relative transport
