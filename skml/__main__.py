@@ -1,6 +1,7 @@
 """Command line: ``python -m skml {info,demo,bench}``. It only dispatches."""
 
 import argparse
+import inspect
 import json
 import platform
 import sys
@@ -84,14 +85,27 @@ def bench(args):
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    kwargs = {"quick": args.quick, "device": args.device}
+    if args.part:
+        if "parts" not in inspect.signature(module.run).parameters:
+            print(f"error: bench {args.name} has no parts", file=sys.stderr)
+            return 2
+        kwargs["parts"] = args.part
     start = time.perf_counter()
-    rows = module.run(quick=args.quick, device=args.device)
+    try:
+        rows = module.run(**kwargs)
+    except ValueError as exc:
+        if not args.part:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     elapsed = time.perf_counter() - start
     report = getattr(module, "report", format_table)
     print(report(rows))
     print(
         f"\n# python -m skml bench {args.name}"
-        f"{' --quick' if args.quick else ''} --device {args.device}: "
+        f"{' --quick' if args.quick else ''}"
+        f"{''.join(' --part ' + p for p in args.part or ())} --device {args.device}: "
         f"{elapsed:.1f} s",
         file=sys.stderr,
     )
@@ -128,6 +142,12 @@ def build_parser():
     p_bench.add_argument("name", help="benchmark name (module of skml.benchmarks)")
     p_bench.add_argument("--quick", action="store_true", help="small grid, fewer seeds")
     p_bench.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    p_bench.add_argument(
+        "--part",
+        action="append",
+        default=None,
+        help="run only this part (repeatable; benchmarks that have parts)",
+    )
     p_bench.add_argument("--out", default=None, help="write the rows to this JSON file")
     p_bench.set_defaults(func=bench)
     return parser

@@ -51,3 +51,23 @@ def test_bench_writes_json(tmp_path, monkeypatch, capsys):
 def test_parser_requires_command():
     with pytest.raises(SystemExit):
         cli.main([])
+
+
+def test_bench_parts(monkeypatch, capsys):
+    import types
+
+    fake = types.ModuleType("fake")
+
+    def run(quick, device, parts=None):
+        if set(parts) - {"a", "b"}:
+            raise ValueError("Unknown parts")
+        return [{"part": p} for p in parts]
+
+    fake.run = run
+    monkeypatch.setattr(benchmarks, "load", lambda name: fake)
+    assert cli.main(["bench", "fake", "--part", "a", "--part", "b"]) == 0
+    assert cli.main(["bench", "fake", "--part", "c"]) == 2
+    assert "Unknown parts" in capsys.readouterr().err
+    fake.run = lambda quick, device: []
+    assert cli.main(["bench", "fake", "--part", "a"]) == 2
+    assert "has no parts" in capsys.readouterr().err

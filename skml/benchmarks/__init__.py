@@ -2,7 +2,9 @@
 
 Each module exposes
 
-- ``run(quick=False, device="cpu") -> list[dict]``: the benchmark rows;
+- ``run(quick=False, device="cpu") -> list[dict]``: the benchmark rows; a
+  module with separately runnable parts also takes ``parts=None`` (a list of
+  names, ``python -m skml bench NAME --part P``);
 - ``report(rows) -> str`` (optional): how to print them (default: one table);
 - ``demo() -> dict`` (optional): one row for ``python -m skml demo`` with the
   keys ``estimator``, ``task``, ``metric``, ``skml``, ``baseline``, ``seconds``.

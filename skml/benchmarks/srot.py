@@ -52,6 +52,9 @@ Also run (each a ``part`` of the rows):
   cumulative time).
 - ``front``: POT ``sinkhorn_log`` and SROT over a decreasing reg grid at the
   same (n, d): the error-versus-time front.
+- ``scale``: one ``SROTransport()`` fit at n = m = 10,000, d = 10 (CPU
+  acceptance: under 5 minutes and 12 GB), with its peak resident memory;
+  run it alone with ``python -m skml bench srot --part scale``.
 - ``meta``: CPU count, torch threads and the load average before and after
   (timings on a shared machine are only comparable within one run).
 """
@@ -532,6 +535,49 @@ def run_front(
     return rows
 
 
+SCALE_N, SCALE_D = 10_000, 10
+
+
+def run_scale(n=SCALE_N, d=SCALE_D, device="cpu", seed=0):
+    """One default ``SROTransport`` fit at scale: a row with ``part="scale"``.
+
+    ``peak_rss_gb`` is the process's peak resident set size so far (Linux
+    ``ru_maxrss``), an upper bound on the fit's own peak.
+    """
+    Xs, Xt = make_gaussian_mixtures(n, d, random_state=seed)
+    start = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        model = SROTransport(random_state=seed, device=device).fit(Xs, X_target=Xt)
+    seconds = time.perf_counter() - start
+    P = model.coupling_
+    return [
+        {
+            "part": "scale",
+            "n": n,
+            "d": d,
+            "method": SROT,
+            "seconds": seconds,
+            "n_iter": model.n_iter_,
+            "marginal_err": float(
+                np.abs(P.sum(1) - model.a_).sum() + np.abs(P.sum(0) - model.b_).sum()
+            ),
+            "converged": not any(
+                issubclass(w.category, ConvergenceWarning) for w in caught
+            ),
+            "peak_rss_gb": _peak_rss_gb(),
+        }
+    ]
+
+
+def _peak_rss_gb():
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return float("nan")
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+
+
 def _meta(device):
     import torch
 
@@ -544,8 +590,11 @@ def _meta(device):
     }
 
 
-def run(quick=False, device="cpu", options=None):
-    """Run every part of the benchmark.
+PARTS = ("grid", "options", "moons", "refine", "front", "scale")
+
+
+def run(quick=False, device="cpu", options=None, parts=None):
+    """Run the parts of the benchmark (all by default).
 
     Parameters
     ----------
@@ -558,46 +607,71 @@ def run(quick=False, device="cpu", options=None):
         SROT reference options (``n_projections``, ``beta``,
         ``reference_smoothing``) of the grid, refinement and front parts;
         default: those of ``SROTransport()``.
+    parts : list of str, default=None
+        A subset of ``PARTS`` ("grid", "options", "moons", "refine", "front",
+        "scale"); ``None`` runs them all ("front" needs "refine", and "moons"
+        compares with the best option only when "options" runs). The quick
+        run skips "scale".
 
     Returns
     -------
     rows : list of dict
         Each row has a ``part`` ("grid", "options", "moons", "refine",
-        "front", "meta"); the others have ``n``, ``d``, ``reg``, ``method``,
-        ``l1``, ``gap``, ``marginal_err``, ``seconds`` and ``n_iter``.
+        "front", "scale", "meta"); the grid-like ones have ``n``, ``d``,
+        ``reg``, ``method``, ``l1``, ``gap``, ``marginal_err``, ``seconds``
+        and ``n_iter``.
     """
+    unknown = set(parts or ()) - set(PARTS)
+    if unknown:
+        raise ValueError(f"Unknown parts {sorted(unknown)}; choose from {PARTS}.")
+    parts = set(PARTS if parts is None else parts)
+    if quick:
+        parts.discard("scale")
     if not _geomloss_available():
         print("GeomLoss is not installed (pip install geomloss); skipping it.")
     meta = _meta(device)
     meta["options"] = _option_name(default_options() if options is None else options)
-    if quick:
-        grid, dims = QUICK_GRID, QUICK_DIMS
-    else:
-        grid, dims = (GRID if device == "cpu" else DEVICE_GRID), DIMS
-    rows = run_grid(grid, dims, device, options=options)
-    if quick:
-        rows += run_options(
-            n=500, dims=(2, 10), regs=(0.1, 1.0), device=device, grid=QUICK_OPTIONS
-        )
-    else:
-        rows += run_options(device=device)
-    best = _parse_option(rank_options(rows)[0]["option"])
+    rows = []
+    if "scale" in parts:
+        # first, so that the process's peak memory is the fit's own
+        rows += run_scale(device=device)
+    if "grid" in parts:
+        if quick:
+            grid, dims = QUICK_GRID, QUICK_DIMS
+        else:
+            grid, dims = (GRID if device == "cpu" else DEVICE_GRID), DIMS
+        rows += run_grid(grid, dims, device, options=options)
+    if "options" in parts:
+        if quick:
+            rows += run_options(
+                n=500, dims=(2, 10), regs=(0.1, 1.0), device=device, grid=QUICK_OPTIONS
+            )
+        else:
+            rows += run_options(device=device)
     chosen = default_options() if options is None else options
     named = [("default" if options is None else "chosen", chosen)]
-    if best != chosen:
-        named.append(("best", best))
-    if quick:
-        rows += run_moons(named, n=300, regs=(0.003, 0.03, 0.3), device=device)
-        ref_rows, prob = run_refinements(
-            n=500, regs=(0.1,), k_max=3, device=device, options=options
-        )
-        front_regs = (1.0, 0.3, 0.1)
-    else:
-        rows += run_moons(named, device=device)
-        ref_rows, prob = run_refinements(device=device, options=options)
-        front_regs = FRONT_REGS + (0.003,)
-    rows += ref_rows
-    rows += run_front(prob, regs=front_regs, device=device, options=options)
+    if "options" in parts:
+        best = _parse_option(rank_options(rows)[0]["option"])
+        if best != chosen:
+            named.append(("best", best))
+    if "moons" in parts:
+        if quick:
+            rows += run_moons(named, n=300, regs=(0.003, 0.03, 0.3), device=device)
+        else:
+            rows += run_moons(named, device=device)
+    if "refine" in parts or "front" in parts:
+        if quick:
+            ref_rows, prob = run_refinements(
+                n=500, regs=(0.1,), k_max=3, device=device, options=options
+            )
+            front_regs = (1.0, 0.3, 0.1)
+        else:
+            ref_rows, prob = run_refinements(device=device, options=options)
+            front_regs = FRONT_REGS + (0.003,)
+        if "refine" in parts:
+            rows += ref_rows
+        if "front" in parts:
+            rows += run_front(prob, regs=front_regs, device=device, options=options)
     meta["load_avg_1min_end"] = os.getloadavg()[0]
     rows.append(meta)
     return rows
@@ -787,12 +861,24 @@ def report(rows):
             f"torch threads, load average {meta['load_avg_1min']:.2f} -> "
             f"{meta.get('load_avg_1min_end', float('nan')):.2f}"
         )
-    out.append(
-        "== main grid: cost gap and plan L1 error to ot.emd, time (s); SROT with "
-        f"{meta['options'] if meta else _option_name(opts)} "
-        "(ratio = gap_srot / gap_eot)"
-    )
-    out.append(format_table(_pivot(rows), columns=GRID_COLUMNS))
+    scale = [r for r in rows if r["part"] == "scale"]
+    if scale:
+        out.append(
+            "== scale: SROTransport() fit, CPU acceptance under 300 s and 12 GB "
+            "(peak_rss_gb: the process's peak so far)"
+        )
+        columns = ["n", "d", "seconds", "n_iter", "converged", "marginal_err"]
+        out.append(format_table(scale, columns=columns + ["peak_rss_gb"]))
+        for r in scale:
+            ok = r["seconds"] < 300 and r["peak_rss_gb"] < 12
+            out.append(f"scale (issue 4, point 4): {'PASS' if ok else 'FAIL'}")
+    if any(r["part"] == "grid" for r in rows):
+        out.append(
+            "== main grid: cost gap and plan L1 error to ot.emd, time (s); SROT "
+            f"with {meta['options'] if meta else _option_name(opts)} "
+            "(ratio = gap_srot / gap_eot)"
+        )
+        out.append(format_table(_pivot(rows), columns=GRID_COLUMNS))
     ranked = rank_options(rows)
     if ranked:
         first = next(r for r in rows if r["part"] == "options")
@@ -835,7 +921,8 @@ def report(rows):
         )
         if any(r["part"] == "refine" for r in rows):
             out.append(_front_summary(rows))
-    out.append("\n" + acceptance(rows))
+    if any(r["part"] == "grid" for r in rows):
+        out.append("\n" + acceptance(rows))
     return "\n".join(out)
 
 

@@ -1,4 +1,5 @@
 import pickle
+import warnings
 
 import numpy as np
 import ot
@@ -24,6 +25,23 @@ def gaussians():
     C = ot.dist(Xs, Xt)
     a = np.full(n, 1 / n)
     return Xs, Xt, a, C, ot.emd(a, a, C)
+
+
+def test_default_fit_converges_in_low_dimension():
+    # SROT's nearly sparse kernel needs several times EOT's Sinkhorn
+    # iterations in 2-D: the default max_iter must cover that.
+    from sklearn.exceptions import ConvergenceWarning
+
+    from skml.datasets import make_gaussian_mixtures
+
+    Xs, Xt = make_gaussian_mixtures(1000, 2, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        model = SROTransport(random_state=0).fit(Xs, X_target=Xt)
+    P = model.coupling_
+    assert np.abs(P.sum(0) - model.b_).sum() <= 1e-9 * (1 + 1e-6)
+    eot = SROTransport(reference="independent", random_state=0).fit(Xs, X_target=Xt)
+    assert model.n_iter_ > eot.n_iter_
 
 
 def test_srot_beats_entropic_ot_at_large_reg(gaussians):
