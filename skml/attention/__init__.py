@@ -1,3 +1,6 @@
 """Attention as kernel regression: multi-head Nadaraya-Watson estimators."""
 
-__all__ = []
+from ._diversity import head_diversity_index
+from ._nw import NWAttentionRegressor
+
+__all__ = ["NWAttentionRegressor", "head_diversity_index"]

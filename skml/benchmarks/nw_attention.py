@@ -1,0 +1,621 @@
+"""NWAttentionRegressor against local-averaging and kernel peers.
+
+Data (every split fixed by its seed, the same for every method):
+
+- ``families``: :func:`skml.datasets.make_multi_index_regression`, d = 10,
+  k = 2 relevant directions, SNR 4, families additive / interaction /
+  radial, n_train = ``N_TRAIN``, n_test = 1000, seeds ``SEEDS``; test MSE
+  against the noiseless target f (the excess risk).
+- ``friedman``: ``make_friedman1`` (d = 10), ``make_friedman2`` and
+  ``make_friedman3`` (d = 4), noise as in scikit-learn's examples; MSE to the
+  noiseless target.
+- ``diabetes``: ``load_diabetes``, ``DIABETES_SPLITS`` random 75/25 splits;
+  MSE to the held-out y.
+
+Methods, each tuned on the training split only:
+
+- ``KNN``: ``KNeighborsRegressor`` on standardised X, 5-fold GridSearchCV
+  over k and the weighting.
+- ``KernelReg``: statsmodels' local-constant ``KernelReg`` with its
+  least-squares cross-validated bandwidths (``cv_ls``, efficient
+  sub-sampling of 50 rows, 10 resamples), when statsmodels is installed; on
+  the multi-index families only (about 35 s per fit at n = 600, d = 10 on
+  2 cores: its leave-one-out loop runs in Python).
+- ``KernelRidge``: RBF kernel ridge on standardised X and y, 5-fold
+  GridSearchCV over alpha and gamma.
+- ``GP``: ``GaussianProcessRegressor`` with a constant x anisotropic RBF +
+  white-noise kernel, hyperparameters by marginal likelihood.
+- ``NW``: plain Nadaraya-Watson on standardised X (identity projection, one
+  bandwidth by 5-fold GridSearchCV).
+- ``MLKR``: our regressor with one full-rank head, no output layer and no
+  early stopping, i.e. the MLKR objective (Weinberger and Tesauro 2007)
+  with a Nadaraya-Watson predictor.
+- ``NWAttention``: ``NWAttentionRegressor()`` with its defaults; its LOO
+  training is its tuning. ``NWAttention (degree=1)``: the local-linear heads.
+
+Also run (each a ``part``):
+
+- ``hdi``: d = 20, additive target with k = 4 directions and the interaction
+  target, H = 4 heads of d_k = 4, ``diversity_penalty`` in ``HDI_PENALTIES``
+  from a PCA-block start, and the aligned start (``init="pca"``: identical
+  heads stay identical, HDI = 0); test MSE against ``hdi_``, Spearman rho.
+- ``allocation``: d = 16, additive target with k = 4, budget D = 16, every
+  divisor pair (H, d_k) at each n in ``ALLOC_NS``: the best d_k per n
+  against ln n, and the regret of ``head_allocation="scaling_law"`` and
+  ``"cv"``.
+- ``scale``: n_train = 50,000, d = 20, ``max_keys=2000``, fit plus predict
+  on 50,000 points (issue 5, point 4: under 5 minutes and 4 GB).
+- ``meta``: CPU count, torch threads, load average.
+"""
+
+import os
+import time
+import warnings
+
+import numpy as np
+from scipy.stats import spearmanr
+from sklearn.compose import TransformedTargetRegressor
+from sklearn.datasets import (
+    load_diabetes,
+    make_friedman1,
+    make_friedman2,
+    make_friedman3,
+)
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.gaussian_process import GaussianProcessRegressor
+from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
+from sklearn.kernel_ridge import KernelRidge
+from sklearn.model_selection import GridSearchCV, train_test_split
+from sklearn.neighbors import KNeighborsRegressor
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from ..attention import NWAttentionRegressor
+from ..datasets import make_multi_index_regression
+from ..utils import format_table, progress
+
+FAMILIES = ("additive", "interaction", "radial")
+N_TRAIN = 600
+N_TEST = 1000
+SEEDS = (0, 1)
+FRIEDMAN_SEEDS = (0,)
+DIABETES_SPLITS = 5
+HDI_PENALTIES = (0.0, 0.1, 1.0, 10.0)
+ALLOC_NS = (250, 500, 1000, 2000)
+ALLOC_D, ALLOC_BUDGET = 16, 16
+SCALE_N, SCALE_D, SCALE_KEYS = 50_000, 20, 2000
+
+OURS = "NWAttention"
+OURS_LL = "NWAttention (degree=1)"
+LOCAL_PEERS = ("KNN", "KernelReg")
+GLOBAL_PEERS = ("KernelRidge", "GP")
+
+
+# ------------------------------------------------------------------ methods
+def _knn(seed):
+    grid = {
+        "kneighborsregressor__n_neighbors": [3, 5, 10, 20, 40],
+        "kneighborsregressor__weights": ["uniform", "distance"],
+    }
+    pipe = make_pipeline(StandardScaler(), KNeighborsRegressor())
+    return GridSearchCV(pipe, grid, cv=5, scoring="neg_mean_squared_error")
+
+
+def _kernel_ridge(seed, d):
+    grid = {
+        "regressor__kernelridge__alpha": [1e-3, 1e-2, 1e-1, 1.0],
+        "regressor__kernelridge__gamma": [g / d for g in (0.03, 0.1, 0.3, 1.0, 3.0)],
+    }
+    inner = make_pipeline(StandardScaler(), KernelRidge(kernel="rbf"))
+    model = TransformedTargetRegressor(inner, transformer=StandardScaler())
+    return GridSearchCV(model, grid, cv=5, scoring="neg_mean_squared_error")
+
+
+def _gp(seed, d):
+    kernel = ConstantKernel() * RBF(np.ones(d), (1e-2, 1e3)) + WhiteKernel(0.1)
+    gp = GaussianProcessRegressor(kernel, normalize_y=True, random_state=seed)
+    return make_pipeline(StandardScaler(), gp)
+
+
+def _plain_nw(seed, d):
+    base = NWAttentionRegressor(
+        1,
+        d,
+        head_allocation="fixed",
+        init=np.eye(d)[None],
+        bandwidth=1.0,
+        output="identity",
+        max_iter=0,
+        random_state=seed,
+    )
+    grid = {"bandwidth": [0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0]}
+    return GridSearchCV(base, grid, cv=5, scoring="neg_mean_squared_error")
+
+
+def _mlkr(seed, d):
+    return NWAttentionRegressor(
+        1,
+        d,
+        head_allocation="fixed",
+        output="identity",
+        early_stopping=False,
+        random_state=seed,
+    )
+
+
+class _KernelRegAdapter:
+    """statsmodels' KernelReg behind fit / predict (it is no sklearn estimator)."""
+
+    def __init__(self, seed):
+        self.seed = seed
+
+    def fit(self, X, y):
+        from statsmodels.nonparametric.kernel_regression import (
+            EstimatorSettings,
+            KernelReg,
+        )
+
+        self.scaler_ = StandardScaler().fit(X)
+        settings = EstimatorSettings(efficient=True, n_sub=50, n_res=10, randomize=True)
+        self.model_ = KernelReg(
+            y,
+            self.scaler_.transform(X),
+            var_type="c" * X.shape[1],
+            reg_type="lc",
+            bw="cv_ls",
+            defaults=settings,
+            rng=np.random.default_rng(self.seed),
+        )
+        return self
+
+    def predict(self, X):
+        return self.model_.fit(self.scaler_.transform(X))[0]
+
+
+def _statsmodels_available():
+    try:
+        import statsmodels  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def methods(d, seed, kernelreg=True, ll=True):
+    """(name, unfitted model) pairs for one dataset."""
+    out = [
+        ("KNN", _knn(seed)),
+        ("KernelRidge", _kernel_ridge(seed, d)),
+        ("GP", _gp(seed, d)),
+        ("NW", _plain_nw(seed, d)),
+        ("MLKR", _mlkr(seed, d)),
+        (OURS, NWAttentionRegressor(random_state=seed)),
+    ]
+    if ll:
+        out.append((OURS_LL, NWAttentionRegressor(degree=1, random_state=seed)))
+    if kernelreg and _statsmodels_available():
+        out.insert(1, ("KernelReg", _KernelRegAdapter(seed)))
+    return out
+
+
+def _evaluate(dataset, X, y, Xte, target, seed, **kw):
+    rows = []
+    for name, model in methods(X.shape[1], seed, **kw):
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model.fit(X, y)
+        fit_s = time.perf_counter() - start
+        start = time.perf_counter()
+        pred = model.predict(Xte)
+        predict_s = time.perf_counter() - start
+        rows.append(
+            {
+                "part": "compare",
+                "dataset": dataset,
+                "seed": seed,
+                "method": name,
+                "mse": float(np.mean((pred - target) ** 2)),
+                "fit_s": fit_s,
+                "predict_s": predict_s,
+            }
+        )
+    return rows
+
+
+def run_families(families=FAMILIES, n_train=N_TRAIN, seeds=SEEDS, d=10):
+    rows = []
+    for fam in progress(families, desc="nw families"):
+        for seed in seeds:
+            X, y, f, _ = make_multi_index_regression(
+                n_train + N_TEST, d, 2, family=fam, random_state=seed
+            )
+            rows += _evaluate(
+                fam, X[:n_train], y[:n_train], X[n_train:], f[n_train:], seed
+            )
+    return rows
+
+
+def run_friedman(n_train=N_TRAIN, seeds=FRIEDMAN_SEEDS):
+    makers = {
+        "friedman1": lambda n, s: make_friedman1(n, noise=1.0, random_state=s),
+        "friedman2": lambda n, s: make_friedman2(n, noise=125.0, random_state=s),
+        "friedman3": lambda n, s: make_friedman3(n, noise=0.1, random_state=s),
+    }
+    rows = []
+    for name, make in progress(makers.items(), desc="nw friedman"):
+        for seed in seeds:
+            X, y = make(n_train, seed)
+            # the noiseless test target: the same generator without noise
+            noiseless = {
+                "friedman1": make_friedman1,
+                "friedman2": make_friedman2,
+                "friedman3": make_friedman3,
+            }[name]
+            Xte, fte = noiseless(N_TEST, noise=0.0, random_state=seed + 1000)
+            rows += _evaluate(name, X, y, Xte, fte, seed, kernelreg=False)
+    return rows
+
+
+def run_diabetes(splits=DIABETES_SPLITS):
+    X, y = load_diabetes(return_X_y=True)
+    rows = []
+    for seed in progress(range(splits), desc="nw diabetes"):
+        Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.25, random_state=seed)
+        rows += _evaluate("diabetes", Xtr, ytr, Xte, yte, seed, kernelreg=False)
+    return rows
+
+
+def run_hdi(n=1000, d=20, seeds=(0, 1), penalties=HDI_PENALTIES):
+    """Test MSE against HDI: rows with ``part="hdi"``."""
+    rows = []
+    cases = [("additive", 4), ("interaction", 2)]
+    for (fam, k), seed in progress(
+        [(c, s) for c in cases for s in seeds], desc="nw hdi"
+    ):
+        X, y, f, _ = make_multi_index_regression(
+            n + N_TEST, d, k, family=fam, random_state=seed
+        )
+        configs = [("aligned (init=pca)", {"init": "pca"})] + [
+            (f"penalty {p:g}", {"diversity_penalty": p}) for p in penalties
+        ]
+        for label, params in configs:
+            model = NWAttentionRegressor(4, 4, random_state=seed, **params)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                model.fit(X[:n], y[:n])
+            mse = float(np.mean((model.predict(X[n:]) - f[n:]) ** 2))
+            rows.append(
+                {
+                    "part": "hdi",
+                    "dataset": f"{fam} k={k}",
+                    "seed": seed,
+                    "config": label,
+                    "hdi": model.hdi_,
+                    "mse": mse,
+                    "loo_mse": model.loo_mse_,
+                    "bias2": model.bvc_["bias2"],
+                    "variance": model.bvc_["variance"],
+                    "covariance": model.bvc_["covariance"],
+                }
+            )
+    return rows
+
+
+def run_allocation(ns=ALLOC_NS, d=ALLOC_D, budget=ALLOC_BUDGET, seed=0):
+    """Every divisor pair (H, d_k) of the budget at each n: ``part="alloc"``."""
+    X, y, f, _ = make_multi_index_regression(
+        max(ns) + N_TEST, d, 4, family="additive", random_state=seed
+    )
+    Xte, fte = X[-N_TEST:], f[-N_TEST:]
+    pairs = [(budget // k, k) for k in range(1, min(d, budget) + 1) if budget % k == 0]
+    rows = []
+    for n in progress(ns, desc="nw allocation"):
+        configs = [(f"H={H} d_k={k}", {"n_heads": H, "head_dim": k}) for H, k in pairs]
+        configs += [
+            ("scaling_law", {"budget": budget}),
+            ("cv", {"budget": budget, "head_allocation": "cv"}),
+        ]
+        for label, params in configs:
+            model = NWAttentionRegressor(random_state=seed, **params)
+            start = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                model.fit(X[:n], y[:n])
+            rows.append(
+                {
+                    "part": "alloc",
+                    "n": n,
+                    "config": label,
+                    "n_heads": model.n_heads_,
+                    "head_dim": model.head_dim_,
+                    "mse": float(np.mean((model.predict(Xte) - fte) ** 2)),
+                    "fit_s": time.perf_counter() - start,
+                }
+            )
+    return rows
+
+
+def run_scale(n=SCALE_N, d=SCALE_D, max_keys=SCALE_KEYS, device="cpu", seed=0):
+    """Fit with ``max_keys`` plus predict on n points: ``part="scale"``."""
+    X, y, f, _ = make_multi_index_regression(2 * n, d, 2, random_state=seed)
+    model = NWAttentionRegressor(max_keys=max_keys, random_state=seed, device=device)
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X[:n], y[:n])
+    fit_s = time.perf_counter() - start
+    start = time.perf_counter()
+    pred = model.predict(X[n:])
+    predict_s = time.perf_counter() - start
+    return [
+        {
+            "part": "scale",
+            "n_train": n,
+            "n_test": n,
+            "d": d,
+            "max_keys": max_keys,
+            "n_heads": model.n_heads_,
+            "head_dim": model.head_dim_,
+            "fit_s": fit_s,
+            "predict_s": predict_s,
+            "total_s": fit_s + predict_s,
+            "mse": float(np.mean((pred - f[n:]) ** 2)),
+            "var_f": float(np.var(f[n:])),
+            "peak_rss_gb": _peak_rss_gb(),
+        }
+    ]
+
+
+def _peak_rss_gb():
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return float("nan")
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+
+
+PARTS = ("scale", "families", "friedman", "diabetes", "hdi", "allocation")
+
+
+def run(quick=False, device="cpu", parts=None):
+    """Run the parts of the benchmark (all by default).
+
+    Parameters
+    ----------
+    quick : bool, default=False
+        One seed, n_train = 300, no KernelReg, no scale part.
+    device : str, default="cpu"
+        Device of the scale part (the comparisons run on the CPU).
+    parts : list of str, default=None
+        A subset of ``PARTS``.
+
+    Returns
+    -------
+    list of dict
+    """
+    unknown = set(parts or ()) - set(PARTS)
+    if unknown:
+        raise ValueError(f"Unknown parts {sorted(unknown)}; choose from {PARTS}.")
+    parts = set(PARTS if parts is None else parts)
+    import torch
+
+    meta = {
+        "part": "meta",
+        "device": device,
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "load_avg_1min": os.getloadavg()[0],
+    }
+    if not _statsmodels_available():
+        print("statsmodels is not installed; skipping KernelReg.")
+    rows = []
+    if "scale" in parts and not quick:
+        # first, so that the process's peak memory is the fit's own
+        rows += run_scale(device=device)
+    if quick:
+        if "families" in parts:
+            rows += run_families(n_train=300, seeds=(0,))
+        if "hdi" in parts:
+            rows += run_hdi(n=300, d=10, seeds=(0,), penalties=(0.0, 1.0))
+        if "allocation" in parts:
+            rows += run_allocation(ns=(200, 400), d=8, budget=8)
+    else:
+        if "families" in parts:
+            rows += run_families()
+        if "friedman" in parts:
+            rows += run_friedman()
+        if "diabetes" in parts:
+            rows += run_diabetes()
+        if "hdi" in parts:
+            rows += run_hdi()
+        if "allocation" in parts:
+            rows += run_allocation()
+    meta["load_avg_1min_end"] = os.getloadavg()[0]
+    rows.append(meta)
+    return rows
+
+
+# ------------------------------------------------------------------- report
+def summarize(rows):
+    """Mean MSE and times per (dataset, method), with ratios to the peers."""
+    compare = [r for r in rows if r["part"] == "compare"]
+    datasets = list(dict.fromkeys(r["dataset"] for r in compare))
+    out = []
+    for ds in datasets:
+        sub = [r for r in compare if r["dataset"] == ds]
+        names = list(dict.fromkeys(r["method"] for r in sub))
+        mean = {
+            m: float(np.mean([r["mse"] for r in sub if r["method"] == m]))
+            for m in names
+        }
+        local = min((mean[m] for m in LOCAL_PEERS if m in mean), default=np.nan)
+        glob = min((mean[m] for m in GLOBAL_PEERS if m in mean), default=np.nan)
+        peers = [m for m in names if not m.startswith(OURS)]
+        best_peer = min(mean[m] for m in peers)
+        for m in names:
+            out.append(
+                {
+                    "dataset": ds,
+                    "method": m,
+                    "mse": mean[m],
+                    "vs_local": mean[m] / local,
+                    "vs_global": mean[m] / glob,
+                    "vs_best_peer": mean[m] / best_peer,
+                    "fit_s": float(
+                        np.mean([r["fit_s"] for r in sub if r["method"] == m])
+                    ),
+                    "predict_s": float(
+                        np.mean([r["predict_s"] for r in sub if r["method"] == m])
+                    ),
+                    "splits": sum(r["method"] == m for r in sub),
+                }
+            )
+    return out
+
+
+def acceptance(rows, method=OURS):
+    """Issue 5, points 2-4, from the rows."""
+    table = summarize(rows)
+    lines = []
+    fams = [ds for ds in dict.fromkeys(t["dataset"] for t in table) if ds in FAMILIES]
+    if fams:
+        lines.append(f"acceptance (issue 5, point 2) for {method}:")
+        for ds in fams:
+            get = {t["method"]: t for t in table if t["dataset"] == ds}
+            ours = get[method]
+            ok_local = ours["vs_local"] <= 0.7
+            ok_mlkr = ours["mse"] <= get["MLKR"]["mse"]
+            ok_glob = ours["vs_global"] <= 1.25
+            lines.append(
+                f"  {ds:<12} vs best local peer {ours['vs_local']:.3f} (<= 0.7: "
+                f"{'PASS' if ok_local else 'FAIL'}), vs MLKR "
+                f"{ours['mse'] / get['MLKR']['mse']:.3f} (<= 1: "
+                f"{'PASS' if ok_mlkr else 'FAIL'}), vs best of KernelRidge/GP "
+                f"{ours['vs_global']:.3f} (<= 1.25: {'PASS' if ok_glob else 'FAIL'})"
+            )
+    if any(t["dataset"] == "diabetes" for t in table):
+        get = {t["method"]: t for t in table if t["dataset"] == "diabetes"}
+        ratio = get[method]["vs_best_peer"]
+        lines.append(
+            f"  diabetes     vs best peer {ratio:.3f} (<= 1.05: "
+            f"{'PASS' if ratio <= 1.05 else 'FAIL'})"
+        )
+    hdi = [r for r in rows if r["part"] == "hdi"]
+    if hdi:
+        lines.append("MSE versus HDI (issue 5, point 3), Spearman rho:")
+        for ds in dict.fromkeys(r["dataset"] for r in hdi):
+            sub = [r for r in hdi if r["dataset"] == ds]
+            rho = spearmanr([r["hdi"] for r in sub], [r["mse"] for r in sub])[0]
+            lines.append(f"  {ds:<16} rho = {rho:+.3f} over {len(sub)} fits")
+        rel = _relative_mse(hdi)
+        rho = spearmanr([r["hdi"] for r in hdi], rel)[0]
+        lines.append(
+            f"  pooled (MSE / dataset-seed mean) rho = {rho:+.3f} over {len(hdi)} fits"
+        )
+    scale = [r for r in rows if r["part"] == "scale"]
+    for r in scale:
+        ok = r["total_s"] < 300 and r["peak_rss_gb"] < 4
+        lines.append(
+            f"scale (issue 5, point 4): fit {r['fit_s']:.1f} s + predict "
+            f"{r['predict_s']:.1f} s = {r['total_s']:.1f} s, peak RSS "
+            f"{r['peak_rss_gb']:.2f} GB -> {'PASS' if ok else 'FAIL'}"
+        )
+    return "\n".join(lines)
+
+
+def _relative_mse(hdi_rows):
+    keys = [(r["dataset"], r["seed"]) for r in hdi_rows]
+    means = {
+        key: np.mean([r["mse"] for r, k2 in zip(hdi_rows, keys) if k2 == key])
+        for key in set(keys)
+    }
+    return [r["mse"] / means[k] for r, k in zip(hdi_rows, keys)]
+
+
+def allocation_summary(rows):
+    """Best d_k per n, and the regret of the automatic allocations."""
+    alloc = [r for r in rows if r["part"] == "alloc"]
+    out = []
+    for n in sorted({r["n"] for r in alloc}):
+        sub = [r for r in alloc if r["n"] == n]
+        grid = [r for r in sub if r["config"].startswith("H=")]
+        best = min(grid, key=lambda r: r["mse"])
+        row = {
+            "n": n,
+            "ln_n": np.log(n),
+            "best": best["config"],
+            "best_mse": best["mse"],
+        }
+        for r in sub:
+            if not r["config"].startswith("H="):
+                row[f"{r['config']}"] = f"H={r['n_heads']} d_k={r['head_dim']}"
+                row[f"{r['config']}_regret"] = r["mse"] / best["mse"]
+        out.append(row)
+    return out
+
+
+def report(rows):
+    """All tables, then the acceptance summary."""
+    out = []
+    meta = next((r for r in rows if r["part"] == "meta"), None)
+    if meta:
+        out.append(
+            f"device {meta['device']}, {meta['cpus']} CPUs, {meta['torch_threads']} "
+            f"torch threads, load average {meta['load_avg_1min']:.2f} -> "
+            f"{meta.get('load_avg_1min_end', float('nan')):.2f}"
+        )
+    scale = [r for r in rows if r["part"] == "scale"]
+    if scale:
+        out.append("== scale (peak_rss_gb: the process's peak so far)")
+        out.append(format_table(scale))
+    if any(r["part"] == "compare" for r in rows):
+        out.append(
+            "\n== test MSE (mean over splits; families and Friedman: to the "
+            "noiseless target), ratios to the best local-averaging peer (KNN, "
+            "KernelReg), to the best of KernelRidge/GP and to the best peer"
+        )
+        cols = [
+            "dataset",
+            "method",
+            "mse",
+            "vs_local",
+            "vs_global",
+            "vs_best_peer",
+            "fit_s",
+            "predict_s",
+            "splits",
+        ]
+        out.append(format_table(summarize(rows), columns=cols))
+    hdi = [r for r in rows if r["part"] == "hdi"]
+    if hdi:
+        out.append("\n== MSE versus HDI (H = 4, d_k = 4)")
+        out.append(format_table(hdi, columns=[k for k in hdi[0] if k != "part"]))
+    if any(r["part"] == "alloc" for r in rows):
+        out.append("\n== (H, d_k) allocation under a fixed budget")
+        alloc = [r for r in rows if r["part"] == "alloc"]
+        out.append(format_table(alloc, columns=[k for k in alloc[0] if k != "part"]))
+        out.append(format_table(allocation_summary(rows)))
+    out.append("\n" + acceptance(rows))
+    for method in (OURS_LL,):
+        if any(r.get("method") == method for r in rows):
+            out.append(acceptance([r for r in rows if r["part"] == "compare"], method))
+    return "\n".join(out)
+
+
+def demo():
+    """One row for ``python -m skml demo``: additive multi-index, n = 400."""
+    start = time.perf_counter()
+    X, y, f, _ = make_multi_index_regression(1400, 10, 2, random_state=0)
+    Xtr, ytr, Xte, fte = X[:400], y[:400], X[400:], f[400:]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = NWAttentionRegressor(random_state=0).fit(Xtr, ytr)
+    knn = _knn(0).fit(Xtr, ytr)
+    return {
+        "estimator": "NWAttentionRegressor",
+        "task": "multi-index regression (additive, n=400, d=10)",
+        "metric": "test MSE to the noiseless target (baseline: tuned KNN)",
+        "skml": float(np.mean((ours.predict(Xte) - fte) ** 2)),
+        "baseline": float(np.mean((knn.predict(Xte) - fte) ** 2)),
+        "seconds": time.perf_counter() - start,
+    }

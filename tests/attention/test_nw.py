@@ -1,0 +1,318 @@
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn.exceptions import ConvergenceWarning
+
+from skml.attention import NWAttentionRegressor, _nw
+from skml.datasets import make_multi_index_regression
+
+
+@pytest.fixture(scope="module")
+def index_data():
+    X, y, f, _ = make_multi_index_regression(
+        700, 8, 2, family="additive", random_state=0
+    )
+    return X[:400], y[:400], X[400:], f[400:]
+
+
+def _numpy_nw(Xq, Xk, y, h):
+    d2 = ((Xq[:, None, :] - Xk[None, :, :]) ** 2).sum(-1)
+    K = np.exp(-d2 / (2 * h**2) + d2.min(1, keepdims=True) / (2 * h**2))
+    return K @ y / K.sum(1)
+
+
+def test_single_identity_head_is_plain_nadaraya_watson():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 3))
+    y = X[:, 0] ** 2 + 0.1 * rng.normal(size=60)
+    Xq = rng.normal(size=(25, 3))
+    h = 0.7
+    model = NWAttentionRegressor(
+        1,
+        3,
+        head_allocation="fixed",
+        init=np.eye(3)[None],
+        bandwidth=h,
+        output="identity",
+        standardize=False,
+    ).fit(X, y)
+    # orthonormal projection of full rank: training cannot change the kernel
+    np.testing.assert_allclose(model.predict(Xq), _numpy_nw(Xq, X, y, h), rtol=1e-10)
+    np.testing.assert_allclose(model.bandwidths_, [h])
+    # and the leave-one-out fit on the training rows
+    d2 = ((X[:, None] - X[None]) ** 2).sum(-1)
+    K = np.exp(-d2 / (2 * h**2))
+    np.fill_diagonal(K, 0.0)
+    loo = K @ y / K.sum(1)
+    assert model.loo_mse_ == pytest.approx(np.mean((loo - y) ** 2), rel=1e-10)
+
+
+def test_loo_training_beats_the_untrained_start(index_data):
+    X, y, Xq, fq = index_data
+    params = {"n_heads": 2, "head_dim": 2, "random_state": 0}
+    start = NWAttentionRegressor(max_iter=0, **params).fit(X, y)
+    trained = NWAttentionRegressor(**params).fit(X, y)
+    mse_start = np.mean((start.predict(Xq) - fq) ** 2)
+    mse_trained = np.mean((trained.predict(Xq) - fq) ** 2)
+    assert mse_trained < 0.7 * mse_start
+    assert trained.loss_curve_[-1] < trained.loss_curve_[0]
+    assert trained.n_iter_ == len(trained.loss_curve_)
+
+
+def test_predictions_do_not_depend_on_row_order(index_data):
+    X, y, Xq, _ = index_data
+    perm = np.random.default_rng(1).permutation(len(y))
+    params = {"n_heads": 2, "head_dim": 2, "random_state": 0, "max_iter": 30}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        a = NWAttentionRegressor(**params).fit(X, y).predict(Xq)
+        b = NWAttentionRegressor(**params).fit(X[perm], y[perm]).predict(Xq)
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("degree", [0, 1])
+def test_chunked_prediction_matches_unchunked(index_data, monkeypatch, degree):
+    X, y, Xq, _ = index_data
+    model = NWAttentionRegressor(2, 2, degree=degree, max_iter=5, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X, y)
+    full, std = model.predict(Xq, return_std=True)
+    monkeypatch.setattr(_nw, "_BLOCK", 2 * len(X) * 7)  # 7 query rows per chunk
+    chunked, std_chunked = model.predict(Xq, return_std=True)
+    np.testing.assert_allclose(chunked, full, rtol=1e-12)
+    np.testing.assert_allclose(std_chunked, std, rtol=1e-12)
+
+
+def test_local_linear_reduces_bias_on_interaction():
+    X, y, f, _ = make_multi_index_regression(
+        900, 6, 2, family="interaction", random_state=3
+    )
+    Xtr, ytr, Xte, fte = X[:600], y[:600], X[600:], f[600:]
+    mse = {}
+    for degree in (0, 1):
+        model = NWAttentionRegressor(1, 2, degree=degree, random_state=0)
+        mse[degree] = np.mean((model.fit(Xtr, ytr).predict(Xte) - fte) ** 2)
+    assert mse[1] < mse[0]
+
+
+def test_early_stopping_keeps_loo_honest_on_noise():
+    # a freely trained metric overfits the LOO error on pure noise
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(400, 6)), rng.normal(size=400)
+    params = {"n_heads": 1, "head_dim": 2, "random_state": 0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        free = NWAttentionRegressor(early_stopping=False, **params).fit(X, y)
+    stopped = NWAttentionRegressor(**params).fit(X, y)
+    assert free.loo_mse_ < 0.95 * np.var(y)
+    assert stopped.loo_mse_ > 0.98 * np.var(y)
+    assert len(stopped.validation_scores_) == stopped.n_iter_ + 1
+
+
+def test_constant_target_is_predicted():
+    X = np.random.default_rng(0).normal(size=(20, 3))
+    model = NWAttentionRegressor(random_state=0).fit(X, np.full(20, 2.5))
+    pred, std = model.predict(X[:5] + 0.3, return_std=True)
+    np.testing.assert_allclose(pred, 2.5)
+    np.testing.assert_allclose(std, 0.0, atol=1e-12)
+    assert model.n_iter_ == 0
+
+
+def test_bvc_terms_sum_to_loo_mse_and_simplex_weights_help(index_data):
+    X, y, _, _ = index_data
+    uniform = NWAttentionRegressor(3, 2, random_state=0).fit(X, y)
+    bvc = uniform.bvc_
+    assert bvc["bias2"] + bvc["variance"] + bvc["covariance"] == pytest.approx(
+        bvc["mse"]
+    )
+    assert bvc["mse"] == pytest.approx(uniform.loo_mse_)
+    simplex = NWAttentionRegressor(3, 2, head_weights="simplex", random_state=0)
+    simplex.fit(X, y)
+    assert simplex.head_weights_.min() >= 0
+    assert simplex.head_weights_.sum() == pytest.approx(1.0)
+    assert simplex.loo_mse_ <= uniform.loo_mse_ + 1e-12
+
+
+def test_diversity_penalty_raises_hdi(index_data):
+    X, y, _, _ = index_data
+    # nearly aligned heads (exactly equal ones get equal gradients forever)
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(2, X.shape[1]))
+    init = np.stack([base + 0.05 * rng.normal(size=base.shape) for _ in range(3)])
+    params = {"n_heads": 3, "head_dim": 2, "init": init, "random_state": 0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        plain = NWAttentionRegressor(**params).fit(X, y)
+        diverse = NWAttentionRegressor(diversity_penalty=1.0, **params).fit(X, y)
+    assert diverse.hdi_ > plain.hdi_ + 0.1
+
+
+def test_integer_weights_equal_repeated_rows():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, 3))
+    y = np.sin(X[:, 0]) + 0.1 * rng.normal(size=30)
+    w = rng.integers(1, 4, size=30)
+    params = {
+        "n_heads": 2,
+        "head_dim": 1,
+        "head_allocation": "fixed",
+        "standardize": False,
+        "max_iter": 20,
+        "random_state": 0,
+    }
+    params["init"] = np.array([[[1.0, 0.0, 0.0]], [[0.0, 1.0, 0.5]]])
+    Xq = rng.normal(size=(10, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        weighted = NWAttentionRegressor(**params).fit(X, y, sample_weight=w)
+        repeated = NWAttentionRegressor(**params).fit(
+            np.repeat(X, w, axis=0), np.repeat(y, w)
+        )
+    np.testing.assert_allclose(weighted.predict(Xq), repeated.predict(Xq), rtol=1e-6)
+    assert weighted.loo_mse_ == pytest.approx(repeated.loo_mse_, rel=1e-6)
+    w0 = w.copy()
+    w0[:5] = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        zero = NWAttentionRegressor(**params).fit(X, y, sample_weight=w0)
+        dropped = NWAttentionRegressor(**params).fit(X[5:], y[5:], sample_weight=w[5:])
+    np.testing.assert_allclose(zero.predict(Xq), dropped.predict(Xq), rtol=1e-10)
+
+
+def test_multi_output_and_shapes(index_data):
+    X, y, Xq, _ = index_data
+    Y = np.column_stack([y, 2 * y + 1])
+    model = NWAttentionRegressor(2, 2, random_state=0).fit(X, Y)
+    assert model.predict(Xq).shape == (len(Xq), 2)
+    assert model.predict(Xq, return_std=True)[1].shape == (len(Xq), 2)
+    assert model.predict_heads(Xq).shape == (len(Xq), 2, 2)
+    assert model.transform(Xq).shape == (len(Xq), 4)
+    np.testing.assert_allclose(
+        model.predict(Xq)[:, 1], 2 * model.predict(Xq)[:, 0] + 1, rtol=1e-5
+    )
+    single = NWAttentionRegressor(2, 2, random_state=0).fit(X, y)
+    assert single.predict_heads(Xq).shape == (len(Xq), 2)
+    np.testing.assert_allclose(
+        single.predict_heads(Xq) @ single.head_weights_, single.predict(Xq)
+    )
+
+
+def test_scaling_law_head_dim_grows_with_n():
+    rng = np.random.default_rng(0)
+    dims = []
+    for n in (20, 400, 3000):
+        X = rng.normal(size=(n, 32))
+        y = X[:, 0]
+        model = NWAttentionRegressor(max_iter=0, random_state=0).fit(X, y)
+        assert model.n_heads_ * model.head_dim_ <= 32
+        dims.append(model.head_dim_)
+    assert dims == sorted(dims) and dims[0] < dims[-1]
+
+
+def test_cv_allocation_scores_every_divisor_pair(index_data):
+    X, y, _, _ = index_data
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = NWAttentionRegressor(
+            budget=4, head_allocation="cv", max_iter=10, random_state=0
+        ).fit(X, y)
+    alloc = model.allocation_
+    assert alloc["candidates"] == [(4, 1), (2, 2), (1, 4)]
+    best = alloc["candidates"][int(np.argmin(alloc["holdout_mse"]))]
+    assert (model.n_heads_, model.head_dim_) == best
+
+
+def test_max_keys_subsamples_training_but_predicts_with_all_rows(index_data):
+    X, y, Xq, fq = index_data
+    model = NWAttentionRegressor(2, 2, max_keys=100, random_state=0).fit(X, y)
+    assert model.X_fit_.shape[0] == len(X)
+    mse = np.mean((model.predict(Xq) - fq) ** 2)
+    assert mse < np.var(fq)
+
+
+@pytest.mark.parametrize("solver", ["adam", torch.optim.SGD])
+def test_minibatch_optimizers(index_data, solver):
+    X, y, Xq, fq = index_data
+    params = {
+        "n_heads": 2,
+        "head_dim": 2,
+        "batch_size": 64,
+        "max_iter": 15,
+        "random_state": 0,
+    }
+    if isinstance(solver, str):
+        params["solver"] = solver
+    else:
+        params["optimizer"] = solver
+        params["learning_rate"] = 0.01
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = NWAttentionRegressor(**params).fit(X, y)
+    assert model.n_iter_ == len(model.loss_curve_) <= 15
+    assert model.loss_curve_[-1] < model.loss_curve_[0]
+
+
+@pytest.mark.parametrize(
+    "params, X, match",
+    [
+        ({}, np.ones((1, 3)), "minimum of 2"),
+        ({"head_dim": 5}, np.ones((10, 3)), "head_dim=5 is larger than n_features=3"),
+        ({"head_allocation": "fixed"}, np.ones((10, 3)), "needs integer n_heads"),
+        ({"init": np.ones((2, 2, 2))}, np.ones((10, 3)), "init has shape"),
+        ({}, np.array([[np.nan, 1.0], [0.0, 1.0]]), "NaN"),
+    ],
+)
+def test_bad_input(params, X, match):
+    with pytest.raises(ValueError, match=match):
+        NWAttentionRegressor(**params).fit(X, np.arange(len(X), dtype=float))
+
+
+def test_bad_optimizer_and_weights():
+    X = np.random.default_rng(0).normal(size=(10, 2))
+    with pytest.raises(TypeError, match="torch.optim.Optimizer subclass"):
+        NWAttentionRegressor(optimizer=dict).fit(X, X[:, 0])
+    with pytest.raises(ValueError, match="non-negative"):
+        NWAttentionRegressor().fit(X, X[:, 0], sample_weight=-np.ones(10))
+
+
+def test_non_convergence_warns(index_data):
+    X, y, _, _ = index_data
+    with pytest.warns(ConvergenceWarning, match="did not converge"):
+        model = NWAttentionRegressor(2, 2, max_iter=2, random_state=0).fit(X, y)
+    assert model.n_iter_ == 2
+
+
+def test_pickle_and_device(index_data):
+    X, y, Xq, _ = index_data
+    model = NWAttentionRegressor(2, 2, max_iter=5, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X, y)
+    assert model.device == "cpu" and model.device_ == torch.device("cpu")
+    clone = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(clone.predict(Xq), model.predict(Xq))
+
+
+def test_cuda_requested_without_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    X = np.random.default_rng(0).normal(size=(10, 2))
+    model = NWAttentionRegressor(device="cuda")
+    assert model.device == "cuda"
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        model.fit(X, X[:, 0])
+
+
+@pytest.mark.cuda
+def test_cpu_and_cuda_agree(index_data):
+    X, y, Xq, _ = index_data
+    params = {"n_heads": 2, "head_dim": 2, "max_iter": 20, "random_state": 0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        cpu = NWAttentionRegressor(**params).fit(X, y)
+        gpu = NWAttentionRegressor(device="cuda", **params).fit(X, y)
+    assert gpu.device_.type == "cuda"
+    np.testing.assert_allclose(gpu.predict(Xq), cpu.predict(Xq), rtol=1e-6, atol=1e-8)
