@@ -46,25 +46,34 @@ def _project(W, X):
     return torch.einsum("hkd,nd->hnk", W, X)
 
 
-def _logits(Zq, Zk, kernel):
+def _key_cache(Zk):
+    """Per-key quantities that every query chunk reuses.
+
+    Computing them once also keeps same-sized temporaries from being
+    allocated for every chunk, which fragmented the heap.
+    """
+    return Zk.transpose(1, 2).contiguous(), (Zk * Zk).sum(-1)[:, None, :]
+
+
+def _logits(Zq, Zk, kernel, cache=None):
+    ZkT, zk_sq = _key_cache(Zk) if cache is None else cache
+    dots = Zq @ ZkT
     if kernel == "gaussian":
-        sq = (
-            (Zq * Zq).sum(-1)[:, :, None]
-            + (Zk * Zk).sum(-1)[:, None, :]
-            - 2.0 * Zq @ Zk.transpose(1, 2)
-        )
+        sq = (Zq * Zq).sum(-1)[:, :, None] + zk_sq - 2.0 * dots
         return -0.5 * torch.clamp(sq, min=0.0)
-    return Zq @ Zk.transpose(1, 2)
+    return dots
 
 
-def _heads(Zq, Zk, Yk, log_wk, kernel, degree, self_keys=None, self_shift=None):
+def _heads(
+    Zq, Zk, Yk, log_wk, kernel, degree, self_keys=None, self_shift=None, cache=None
+):
     """Per-head predictions (H, q, t) and attention weights (H, q, m).
 
     ``self_keys[i]`` is query i's own key index (-1 if none); its log weight
     is shifted by ``self_shift[i]`` (leave-one-out removes one copy of the
     row: ``log(max(w_i - 1, 0)) - log(w_i)``).
     """
-    logits = _logits(Zq, Zk, kernel) + log_wk
+    logits = _logits(Zq, Zk, kernel, cache) + log_wk
     if self_keys is not None:
         rows = torch.nonzero(self_keys >= 0)[:, 0]
         if rows.numel():
@@ -819,6 +828,7 @@ class NWAttentionRegressor(
         preds = []
         with torch.no_grad():
             Zk = _project(W, Xt)
+            cache = _key_cache(Zk)
             for s in range(0, n, chunk):
                 sl = slice(s, s + chunk)
                 p, _ = _heads(
@@ -830,6 +840,7 @@ class NWAttentionRegressor(
                     self.degree,
                     torch.arange(n, device=dev)[sl],
                     shift[sl],
+                    cache,
                 )
                 preds.append(to_numpy(p))
         heads = self._calibrate(np.concatenate(preds, axis=1))
@@ -872,26 +883,36 @@ class NWAttentionRegressor(
             log_wk = to_tensor(np.log(wk), dev)
         H, m = W.shape[0], Xk.shape[0]
         chunk = max(1, _BLOCK // (H * m))
-        out, spread = [], []
+        n_q, t = Xq.shape[0], Yk.shape[1]
+        preds = np.empty((H, n_q, t))
+        spread = np.empty((n_q, t)) if local_var else None
         with torch.no_grad():
             Zk = _project(W, Xk_t)
-            for s in range(0, Xq.shape[0], chunk):
+            cache = _key_cache(Zk)
+            Yk_sq = Yk_t**2
+            if local_var:
+                om = to_tensor(omega, dev)
+            for s in range(0, n_q, chunk):
                 q = to_tensor(Xq[s : s + chunk], dev)
                 pred, A = _heads(
-                    _project(W, q), Zk, Yk_t, log_wk, self.kernel, self.degree
+                    _project(W, q),
+                    Zk,
+                    Yk_t,
+                    log_wk,
+                    self.kernel,
+                    self.degree,
+                    cache=cache,
                 )
-                out.append(to_numpy(pred))
+                preds[:, s : s + chunk] = to_numpy(pred)
                 if local_var:
-                    om = to_tensor(omega, dev)
                     ens = torch.einsum("h,hqt->qt", om, pred)
                     # mixture of the heads' local distributions around ens
-                    m2 = A @ (Yk_t**2)
+                    m2 = A @ Yk_sq
                     m1 = A @ Yk_t
                     var = m2 - 2 * ens[None] * m1 + ens[None] ** 2
-                    spread.append(to_numpy(torch.einsum("h,hqt->qt", om, var)))
-        preds = np.concatenate(out, axis=1)
+                    spread[s : s + chunk] = to_numpy(torch.einsum("h,hqt->qt", om, var))
         if local_var:
-            return preds, np.maximum(np.concatenate(spread, axis=0), 0.0)
+            return preds, np.maximum(spread, 0.0)
         return preds
 
     def _check_X(self, X):
