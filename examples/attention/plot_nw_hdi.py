@@ -16,7 +16,9 @@ HDI)`` to the leave-one-out loss) and with the aligned start ``init="pca"``
 on an additive target with four relevant directions (d = 10, n = 400), and
 plot the test MSE against the fitted ``hdi_``. The benchmark
 (``python -m skml bench nw_attention``) runs the same sweep at d = 20 and
-n = 1000 and reports Spearman's rho.
+n = 1000 and reports Spearman's rho. It also shows where the relation does
+not hold: on an interaction target ``z1 * z2``, which one head must see
+whole, aligned heads fit best (see the user guide).
 """
 
 # %%

@@ -64,6 +64,27 @@ def _logits(Zq, Zk, kernel, cache=None):
     return dots
 
 
+def _local_slopes(A, Zk, Yk, mean):
+    """Slopes of the attention-weighted least-squares fit of y on z.
+
+    ``A`` (H, q, m) are the weights, ``Zk`` (H, m, k) the keys, ``Yk`` (m, t)
+    the values and ``mean = A @ Yk``. Returns the slopes (H, q, k, t) and the
+    weighted key means (H, q, k). A ridge relative to the local covariance's
+    trace keeps near-singular neighbourhoods stable.
+    """
+    H, m, k = Zk.shape
+    t = Yk.shape[1]
+    mz = A @ Zk
+    zz = (Zk[:, :, :, None] * Zk[:, :, None, :]).reshape(H, m, k * k)
+    S = (A @ zz).reshape(H, -1, k, k) - mz[..., :, None] * mz[..., None, :]
+    zy = (Zk[:, :, :, None] * Yk[None, :, None, :]).reshape(H, m, k * t)
+    Szy = (A @ zy).reshape(H, -1, k, t) - mz[..., :, None] * mean[..., None, :]
+    trace = torch.diagonal(S, dim1=-2, dim2=-1).sum(-1)
+    ridge = _LOCAL_RIDGE * trace / k + torch.finfo(S.dtype).eps
+    eye = torch.eye(k, dtype=S.dtype, device=S.device)
+    return torch.linalg.solve(S + ridge[..., None, None] * eye, Szy), mz
+
+
 def _heads(
     Zq, Zk, Yk, log_wk, kernel, degree, self_keys=None, self_shift=None, cache=None
 ):
@@ -89,17 +110,7 @@ def _heads(
     if degree == 0:
         return mean, A
     # local linear: the local weighted regression slope, evaluated at the query
-    H, m, k = Zk.shape
-    mz = A @ Zk
-    zz = (Zk[:, :, :, None] * Zk[:, :, None, :]).reshape(H, m, k * k)
-    S = (A @ zz).reshape(H, -1, k, k) - mz[..., :, None] * mz[..., None, :]
-    t = Yk.shape[1]
-    zy = (Zk[:, :, :, None] * Yk[None, :, None, :]).reshape(H, m, k * t)
-    Szy = (A @ zy).reshape(H, -1, k, t) - mz[..., :, None] * mean[..., None, :]
-    trace = torch.diagonal(S, dim1=-2, dim2=-1).sum(-1)
-    ridge = _LOCAL_RIDGE * trace / k + torch.finfo(S.dtype).eps
-    eye = torch.eye(k, dtype=S.dtype, device=S.device)
-    slope = torch.linalg.solve(S + ridge[..., None, None] * eye, Szy)
+    slope, mz = _local_slopes(A, Zk, Yk, mean)
     pred = mean + ((Zq - mz)[..., :, None] * slope).sum(-2)
     return pred, A
 
@@ -223,12 +234,12 @@ class NWAttentionRegressor(
 
     Attributes
     ----------
-    projections_ : ndarray of shape (n_heads_, head_dim_, n_features_in_)
+    projections_ : ndarray of shape (`n_heads_`, `head_dim_`, `n_features_in_`)
         The heads' projections ``W_h`` (on standardised features), bandwidth
         included.
-    bandwidths_ : ndarray of shape (n_heads_,)
+    bandwidths_ : ndarray of shape (`n_heads_`,)
         Each head's bandwidth ``sqrt(d_k) / ||W_h||_F``.
-    head_weights_ : ndarray of shape (n_heads_,)
+    head_weights_ : ndarray of shape (`n_heads_`,)
     n_heads_, head_dim_ : int
         The chosen H and d_k.
     output_scale_, output_intercept_ : ndarray of shape (n_targets,)
@@ -239,8 +250,8 @@ class NWAttentionRegressor(
         Head Diversity Index (:func:`head_diversity_index`); NaN for one head.
     hdi_normalized_ : float
         ``hdi_`` divided by its attainable maximum.
-    principal_angles_ : ndarray of shape (n_heads_, n_heads_, head_dim_)
-    head_overlap_ : ndarray of shape (n_heads_, n_heads_)
+    principal_angles_ : ndarray of shape (`n_heads_`, `n_heads_`, `head_dim_`)
+    head_overlap_ : ndarray of shape (`n_heads_`, `n_heads_`)
     loo_mse_ : float
         Weighted LOO mean squared error of the ensemble on the training rows
         (the ``max_keys`` subsample when one is used), in the units of y.
@@ -249,7 +260,7 @@ class NWAttentionRegressor(
         residuals ``e_h``, ``bias2 = (sum_h w_h mean(e_h))^2``, ``variance =
         sum_h w_h^2 var(e_h)``, ``covariance = sum_{h != g} w_h w_g cov(e_h,
         e_g)`` (averaged over outputs).
-    head_residual_cov_ : ndarray of shape (n_heads_, n_heads_)
+    head_residual_cov_ : ndarray of shape (`n_heads_`, `n_heads_`)
         Covariance of the heads' LOO residuals (standardised targets).
     validation_scores_ : list of float
         Held-out loss (standardised targets) before training and after each
@@ -974,8 +985,8 @@ class NWAttentionRegressor(
 
         Returns
         -------
-        y_heads : ndarray of shape (n_samples, n_heads_)
-            Or (n_samples, n_heads_, n_targets) for multi-output y.
+        y_heads : ndarray of shape (n_samples, `n_heads_`)
+            Or (n_samples, `n_heads_`, n_targets) for multi-output y.
         """
         Xs = self._check_X(X)
         heads = self._heads_numpy(
@@ -998,7 +1009,7 @@ class NWAttentionRegressor(
 
         Returns
         -------
-        X_new : ndarray of shape (n_samples, n_heads_ * head_dim_)
+        X_new : ndarray of shape (n_samples, `n_heads_` * `head_dim_`)
         """
         Xs = self._check_X(X)
         H, k, d = self.projections_.shape
@@ -1036,18 +1047,8 @@ def _gradient_outer_product(X, Y, sw, max_rows=2000):
     logits = -sq / (2 * max(h2, 1e-12)) + torch.log(torch.as_tensor(sw))[None, :]
     logits.fill_diagonal_(-math.inf)
     A = torch.softmax(logits, dim=1)
-    mz = A @ Xt
-    S = (A @ (Xt[:, :, None] * Xt[:, None, :]).reshape(n, d * d)).reshape(n, d, d)
-    S = S - mz[:, :, None] * mz[:, None, :]
-    ybar = A @ Yt
-    t = Yt.shape[1]
-    Szy = (A @ (Xt[:, :, None] * Yt[:, None, :]).reshape(n, d * t)).reshape(n, d, t)
-    Szy = Szy - mz[:, :, None] * ybar[:, None, :]
-    trace = torch.diagonal(S, dim1=-2, dim2=-1).sum(-1)
-    ridge = _LOCAL_RIDGE * trace / d + torch.finfo(S.dtype).eps
-    slope = torch.linalg.solve(
-        S + ridge[:, None, None] * torch.eye(d, dtype=S.dtype), Szy
-    )
+    slope, _ = _local_slopes(A[None], Xt[None], Yt, (A @ Yt)[None])
+    slope = slope[0]
     w = torch.as_tensor(sw / sw.sum())
     return torch.einsum("i,idt,iet->de", w, slope, slope).numpy()
 

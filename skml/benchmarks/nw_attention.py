@@ -73,6 +73,7 @@ from sklearn.preprocessing import StandardScaler
 from ..attention import NWAttentionRegressor
 from ..datasets import make_multi_index_regression
 from ..utils import format_table, progress
+from ._common import machine_meta, meta_line, peak_rss_gb
 
 FAMILIES = ("additive", "interaction", "radial")
 N_TRAIN = 600
@@ -361,17 +362,9 @@ def run_scale(n=SCALE_N, d=SCALE_D, max_keys=SCALE_KEYS, device="cpu", seed=0):
             "total_s": fit_s + predict_s,
             "mse": float(np.mean((pred - f[n:]) ** 2)),
             "var_f": float(np.var(f[n:])),
-            "peak_rss_gb": _peak_rss_gb(),
+            "peak_rss_gb": peak_rss_gb(),
         }
     ]
-
-
-def _peak_rss_gb():
-    try:
-        import resource
-    except ImportError:  # not on Windows
-        return float("nan")
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
 
 
 PARTS = ("scale", "families", "friedman", "diabetes", "hdi", "allocation")
@@ -397,15 +390,7 @@ def run(quick=False, device="cpu", parts=None):
     if unknown:
         raise ValueError(f"Unknown parts {sorted(unknown)}; choose from {PARTS}.")
     parts = set(PARTS if parts is None else parts)
-    import torch
-
-    meta = {
-        "part": "meta",
-        "device": device,
-        "cpus": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "load_avg_1min": os.getloadavg()[0],
-    }
+    meta = machine_meta(device)
     if not _statsmodels_available():
         print("statsmodels is not installed; skipping KernelReg.")
     rows = []
@@ -557,13 +542,7 @@ def allocation_summary(rows):
 def report(rows):
     """All tables, then the acceptance summary."""
     out = []
-    meta = next((r for r in rows if r["part"] == "meta"), None)
-    if meta:
-        out.append(
-            f"device {meta['device']}, {meta['cpus']} CPUs, {meta['torch_threads']} "
-            f"torch threads, load average {meta['load_avg_1min']:.2f} -> "
-            f"{meta.get('load_avg_1min_end', float('nan')):.2f}"
-        )
+    out += meta_line(rows)
     scale = [r for r in rows if r["part"] == "scale"]
     if scale:
         out.append("== scale (peak_rss_gb: the process's peak so far)")

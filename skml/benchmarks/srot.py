@@ -70,6 +70,7 @@ from sklearn.exceptions import ConvergenceWarning
 from ..datasets._transport import make_gaussian_mixtures
 from ..transport import SROTransport, sliced_reference_plan, srot_plan
 from ..utils import format_table, progress
+from ._common import machine_meta, meta_line, peak_rss_gb
 
 REGS = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 # The larger half of the reg grid: the acceptance check's points.
@@ -565,29 +566,9 @@ def run_scale(n=SCALE_N, d=SCALE_D, device="cpu", seed=0):
             "converged": not any(
                 issubclass(w.category, ConvergenceWarning) for w in caught
             ),
-            "peak_rss_gb": _peak_rss_gb(),
+            "peak_rss_gb": peak_rss_gb(),
         }
     ]
-
-
-def _peak_rss_gb():
-    try:
-        import resource
-    except ImportError:  # not on Windows
-        return float("nan")
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
-
-
-def _meta(device):
-    import torch
-
-    return {
-        "part": "meta",
-        "device": device,
-        "cpus": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "load_avg_1min": os.getloadavg()[0],
-    }
 
 
 PARTS = ("grid", "options", "moons", "refine", "front", "scale")
@@ -629,7 +610,7 @@ def run(quick=False, device="cpu", options=None, parts=None):
         parts.discard("scale")
     if not _geomloss_available():
         print("GeomLoss is not installed (pip install geomloss); skipping it.")
-    meta = _meta(device)
+    meta = machine_meta(device)
     meta["options"] = _option_name(default_options() if options is None else options)
     rows = []
     if "scale" in parts:
@@ -855,12 +836,7 @@ def report(rows):
     out = []
     opts = default_options()
     meta = next((r for r in rows if r["part"] == "meta"), None)
-    if meta:
-        out.append(
-            f"device {meta['device']}, {meta['cpus']} CPUs, {meta['torch_threads']} "
-            f"torch threads, load average {meta['load_avg_1min']:.2f} -> "
-            f"{meta.get('load_avg_1min_end', float('nan')):.2f}"
-        )
+    out += meta_line(rows)
     scale = [r for r in rows if r["part"] == "scale"]
     if scale:
         out.append(
