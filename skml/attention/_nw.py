@@ -85,6 +85,42 @@ def _local_slopes(A, Zk, Yk, mean):
     return torch.linalg.solve(S + ridge[..., None, None] * eye, Szy), mz
 
 
+def _quadratic_features(Z):
+    """[1, z, z_i z_j (i <= j)] of (H, n, k) points: (H, n, p)."""
+    k = Z.shape[-1]
+    i, j = torch.triu_indices(k, k, device=Z.device)
+    ones = torch.ones(Z.shape[:-1] + (1,), dtype=Z.dtype, device=Z.device)
+    return torch.cat([ones, Z, Z[..., i] * Z[..., j]], dim=-1)
+
+
+def _local_quadratic(A, Zq, Zk, Yk):
+    """Attention-weighted least-squares quadratic in z, evaluated at the query.
+
+    The fitted quadratic does not depend on where z is centred, so the
+    moments are taken about the keys' mean once for all queries. Memory is
+    O(H m p^2) with p = 1 + k + k (k + 1) / 2.
+    """
+    H, m, k = Zk.shape
+    t = Yk.shape[1]
+    center = Zk.mean(1, keepdim=True)
+    Pk = _quadratic_features(Zk - center)
+    Pq = _quadratic_features(Zq - center)
+    p = Pk.shape[-1]
+    M = (A @ (Pk[..., :, None] * Pk[..., None, :]).reshape(H, m, p * p)).reshape(
+        H, -1, p, p
+    )
+    b = (A @ (Pk[..., :, None] * Yk[None, :, None, :]).reshape(H, m, p * t)).reshape(
+        H, -1, p, t
+    )
+    # ridge on each non-constant term, relative to its own local second
+    # moment (the terms have different units: z and z_i z_j)
+    diag = torch.diagonal(M, dim1=-2, dim2=-1).clone()
+    diag[..., 0] = 0.0
+    ridge = _LOCAL_RIDGE * diag + torch.finfo(M.dtype).eps
+    coef = torch.linalg.solve(M + torch.diag_embed(ridge), b)
+    return (Pq[..., :, None] * coef).sum(-2)
+
+
 def _heads(
     Zq, Zk, Yk, log_wk, kernel, degree, self_keys=None, self_shift=None, cache=None
 ):
@@ -109,6 +145,8 @@ def _heads(
     mean = A @ Yk
     if degree == 0:
         return mean, A
+    if degree == 2:
+        return _local_quadratic(A, Zq, Zk, Yk), A
     # local linear: the local weighted regression slope, evaluated at the query
     slope, mz = _local_slopes(A, Zk, Yk, mean)
     pred = mean + ((Zq - mz)[..., :, None] * slope).sum(-2)
@@ -159,10 +197,12 @@ class NWAttentionRegressor(
         trained; a float h: the rows of ``W_h`` are kept orthonormal and
         divided by h (only the subspace is trained); ``"sqrt_dk"``: h^2 =
         sqrt(d_k), the transformer's scaling.
-    degree : {0, 1}, default=0
+    degree : {0, 1, 2}, default=0
         Degree of the local polynomial of each head: 0 is Nadaraya-Watson
         (softmax attention); 1 is local-linear regression in the head's
-        subspace, which removes the design and slope bias of local averaging.
+        subspace, which removes the design and slope bias of local averaging;
+        2 is local-quadratic, which also removes the curvature bias (memory
+        O(H n_train p^2), ``p = 1 + d_k + d_k (d_k + 1) / 2``: for small d_k).
     head_weights : {"uniform", "simplex"}, default="uniform"
         ``"uniform"``: 1/H each; ``"simplex"``: after training, the weights
         on the simplex that minimise the LOO error of the ensemble (a small
@@ -321,7 +361,7 @@ class NWAttentionRegressor(
             StrOptions({"learned", "sqrt_dk"}),
             Interval(Real, 0, None, closed="neither"),
         ],
-        "degree": [Interval(Integral, 0, 1, closed="both")],
+        "degree": [Interval(Integral, 0, 2, closed="both")],
         "head_weights": [StrOptions({"uniform", "simplex"})],
         "output": [StrOptions({"affine", "identity"})],
         "diversity_penalty": [Interval(Real, 0, None, closed="left")],

@@ -316,3 +316,28 @@ def test_cpu_and_cuda_agree(index_data):
         gpu = NWAttentionRegressor(device="cuda", **params).fit(X, y)
     assert gpu.device_.type == "cuda"
     np.testing.assert_allclose(gpu.predict(Xq), cpu.predict(Xq), rtol=1e-6, atol=1e-8)
+
+
+def test_local_quadratic_is_exact_on_quadratic_targets():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 2))
+    f = 1.0 + X[:, 0] - 2 * X[:, 1] + X[:, 0] * X[:, 1] + 0.5 * X[:, 1] ** 2
+    Xq = rng.normal(size=(40, 2))
+    fq = 1.0 + Xq[:, 0] - 2 * Xq[:, 1] + Xq[:, 0] * Xq[:, 1] + 0.5 * Xq[:, 1] ** 2
+    params = {
+        "n_heads": 1,
+        "head_dim": 2,
+        "head_allocation": "fixed",
+        "init": np.eye(2)[None],
+        "bandwidth": 0.7,
+        "output": "identity",
+        "standardize": False,
+    }
+    quad = NWAttentionRegressor(degree=2, **params).fit(X, f)
+    # exact up to the small relative ridge of the local fits
+    assert np.mean((quad.predict(Xq) - fq) ** 2) < 1e-3 * np.var(fq)
+    assert quad.loo_mse_ < 1e-3 * np.var(f)
+    lin = NWAttentionRegressor(degree=1, **params).fit(X, f)
+    assert np.mean((lin.predict(Xq) - fq) ** 2) > 10 * np.mean(
+        (quad.predict(Xq) - fq) ** 2
+    )
