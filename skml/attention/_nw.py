@@ -614,6 +614,8 @@ class NWAttentionRegressor(
                     f"init has shape {V.shape}; expected (n_heads, head_dim, "
                     f"n_features) = {(H, k, d)}."
                 )
+            if not np.all(np.isfinite(V)):
+                raise ValueError("init contains NaN or infinite values.")
             return V.copy()
         w = sw / sw.sum()
         mean = w @ X

@@ -263,6 +263,16 @@ def test_minibatch_optimizers(index_data, solver):
         ({"head_dim": 5}, np.ones((10, 3)), "head_dim=5 is larger than n_features=3"),
         ({"head_allocation": "fixed"}, np.ones((10, 3)), "needs integer n_heads"),
         ({"init": np.ones((2, 2, 2))}, np.ones((10, 3)), "init has shape"),
+        (
+            {
+                "n_heads": 1,
+                "head_dim": 2,
+                "head_allocation": "fixed",
+                "init": np.full((1, 2, 3), np.nan),
+            },
+            np.ones((10, 3)),
+            "init contains NaN",
+        ),
         ({}, np.array([[np.nan, 1.0], [0.0, 1.0]]), "NaN"),
     ],
 )
@@ -341,3 +351,17 @@ def test_local_quadratic_is_exact_on_quadratic_targets():
     assert np.mean((lin.predict(Xq) - fq) ** 2) > 10 * np.mean(
         (quad.predict(Xq) - fq) ** 2
     )
+
+
+def test_gradient_init_finds_both_directions():
+    X, y, _, B = make_multi_index_regression(
+        600, 10, 2, family="radial", random_state=0
+    )
+    sv = {}
+    for init in ("pca_blocks", "gradient"):
+        model = NWAttentionRegressor(1, 2, init=init, random_state=0).fit(X, y)
+        W = model.projections_[0] @ (B / model.x_scale_[:, None])
+        sv[init] = np.linalg.svd(W, compute_uv=False)
+    # the gradient start sees both relevant directions, PCA misses one
+    assert sv["gradient"][1] > 0.5 * sv["gradient"][0]
+    assert sv["pca_blocks"][1] < 0.2 * sv["pca_blocks"][0]
