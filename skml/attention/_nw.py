@@ -501,12 +501,12 @@ class NWAttentionRegressor(
             self.x_mean_, self.x_scale_ = np.zeros(d), np.ones(d)
         self.y_mean_ = w @ Y
         y_scale = np.sqrt(w @ (Y - self.y_mean_) ** 2)
-        self.y_scale_ = np.where(
-            y_scale > 1e-12 * np.abs(self.y_mean_) + 1e-300, y_scale, 1.0
-        )
+        # spread below rounding of the mean: a constant target
+        varying = y_scale > 1e-12 * np.abs(self.y_mean_) + 1e-300
+        self.y_scale_ = np.where(varying, y_scale, 1.0)
         Xs = (X - self.x_mean_) / self.x_scale_
         Ys = (Y - self.y_mean_) / self.y_scale_
-        constant = bool(np.all(y_scale <= 1e-12 * np.abs(self.y_mean_) + 1e-300))
+        constant = not varying.any()
 
         # training rows: all, or a max_keys subsample
         if self.max_keys is not None and n > self.max_keys:
@@ -698,7 +698,7 @@ class NWAttentionRegressor(
         if not self.early_stopping or n < 20:
             return None
         r = rng.standard_normal(X.shape[1] + Y.shape[1])
-        u = np.mod(np.sin(np.hstack([X, Y]) @ r) * 43758.5453, 1.0)
+        u = _row_hash(np.hstack([X, Y]) @ r)
         cut = weighted_quantile(u, [self.validation_fraction], sw)[0]
         val = u <= cut
         if val.sum() < 2 or (~val).sum() < 2:
@@ -1069,6 +1069,15 @@ class NWAttentionRegressor(
         return tags
 
 
+def _row_hash(projection):
+    """A pseudo-uniform number in [0, 1) per row from a projection of its values.
+
+    Subsets picked by it do not depend on the order of the rows, and copies of
+    a row fall on the same side.
+    """
+    return np.mod(np.sin(projection) * 43758.5453, 1.0)
+
+
 def _gradient_outer_product(X, Y, sw, max_rows=2000):
     """Average outer product of local-linear gradients (OPG, Xia et al. 2002).
 
@@ -1078,7 +1087,7 @@ def _gradient_outer_product(X, Y, sw, max_rows=2000):
     n, d = X.shape
     if n > max_rows:
         # rows chosen by a hash of their values (order-free, like the holdout)
-        u = np.mod(np.sin(X @ np.linspace(1.0, 2.0, d) * 12.9898) * 43758.5453, 1.0)
+        u = _row_hash(X @ np.linspace(1.0, 2.0, d) * 12.9898)
         keep = np.argsort(u, kind="stable")[:max_rows]
         X, Y, sw = X[keep], Y[keep], sw[keep]
         n = max_rows
