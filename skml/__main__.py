@@ -78,14 +78,20 @@ def demo(args=None):
 def bench(args):
     """Run ``skml.benchmarks.NAME``, print its table, optionally write JSON."""
     from skml import benchmarks
-    from skml.utils import format_table
+    from skml.utils import format_table, resolve_device
 
     try:
         module = benchmarks.load(args.name)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    kwargs = {"quick": args.quick, "device": args.device}
+    try:
+        # "auto" and "cuda:N" become what every estimator and solver accepts.
+        device = str(resolve_device(args.device))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    kwargs = {"quick": args.quick, "device": device}
     if args.part:
         if "parts" not in inspect.signature(module.run).parameters:
             print(f"error: bench {args.name} has no parts", file=sys.stderr)
@@ -113,7 +119,8 @@ def bench(args):
         payload = {
             "benchmark": args.name,
             "quick": args.quick,
-            "device": args.device,
+            "device": device,
+            "device_requested": args.device,
             "seconds": elapsed,
             "versions": {label: _version(dist) for label, dist in _PACKAGES},
             "rows": rows,
@@ -130,23 +137,72 @@ def _json_default(obj):
         return str(obj)
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose epilog is computed only when help is shown."""
+
+    def __init__(self, *args, epilog_factory=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._epilog_factory = epilog_factory
+
+    def format_help(self):
+        if self._epilog_factory is not None:
+            self.epilog = self._epilog_factory()
+        return super().format_help()
+
+
+def _bench_epilog():
+    """The benchmarks and their parts (imports every benchmark module)."""
+    from skml import benchmarks
+
+    lines = ["benchmarks (NAME) and their parts (--part P):"]
+    for name in benchmarks.available():
+        try:
+            module = benchmarks.load(name)
+        except Exception as exc:  # one broken module must not hide the others
+            lines.append(f"  {name}: not importable ({type(exc).__name__}: {exc})")
+            continue
+        declared = getattr(module, "BENCHMARK", None)
+        if declared is not None:
+            lines += ["  " + line for line in declared.describe()]
+        else:
+            doc = (module.__doc__ or "").strip().splitlines()
+            lines.append(f"  {name}: {doc[0] if doc else ''}".rstrip(": "))
+    return "\n".join(lines)
+
+
 def build_parser():
     """The argument parser of ``python -m skml``."""
-    parser = argparse.ArgumentParser(prog="python -m skml", description=__doc__)
+    from skml import benchmarks
+
+    parser = _Parser(prog="python -m skml", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="versions and CUDA availability").set_defaults(
         func=info
     )
     sub.add_parser("demo", help="run every estimator's demo").set_defaults(func=demo)
-    p_bench = sub.add_parser("bench", help="run a benchmark")
-    p_bench.add_argument("name", help="benchmark name (module of skml.benchmarks)")
+    p_bench = sub.add_parser(
+        "bench",
+        help="run a benchmark",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog_factory=_bench_epilog,
+    )
+    p_bench.add_argument(
+        "name",
+        metavar="NAME",
+        help=f"benchmark name, one of: {', '.join(benchmarks.available())}",
+    )
     p_bench.add_argument("--quick", action="store_true", help="small grid, fewer seeds")
-    p_bench.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    p_bench.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu, cuda, cuda:N or auto (resolved once; the JSON records both)",
+    )
     p_bench.add_argument(
         "--part",
         action="append",
         default=None,
-        help="run only this part (repeatable; benchmarks that have parts)",
+        metavar="P",
+        help="run only this part (repeatable; the parts are listed below)",
     )
     p_bench.add_argument("--out", default=None, help="write the rows to this JSON file")
     p_bench.set_defaults(func=bench)

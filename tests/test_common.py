@@ -2,12 +2,18 @@
 
 import inspect
 import pathlib
+import pickle
+import warnings
 
+import numpy as np
 import pytest
+import torch
+from sklearn.base import is_classifier
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import skml
-from skml.utils import all_estimators
+from skml.utils import DeviceFallbackWarning, all_estimators, find_tensors
 
 from ._instances import expected_failed_checks, make_instance
 
@@ -53,3 +59,45 @@ def test_estimator_has_docs_page(name, cls):
     assert pages, f"{name} has no user-guide page under doc/user_guide/"
     api = (ROOT / "doc" / "api.rst").read_text()
     assert name in api, f"{name} is missing from doc/api.rst"
+
+
+def _fitted(cls):
+    """A small fit of any public estimator, and a method to call on new rows."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 3))
+    estimator = make_instance(cls)
+    if "random_state" in estimator.get_params():
+        estimator.set_params(random_state=0)
+    if is_classifier(estimator):
+        y = (X[:, 0] > 0).astype(int)
+    else:
+        y = X[:, 0] + 0.1 * rng.normal(size=60)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        estimator.fit(X, y)
+    method = "transform" if not hasattr(estimator, "predict") else "predict"
+    return estimator, getattr(type(estimator), method), rng.normal(size=(7, 3))
+
+
+@pytest.mark.parametrize("name, cls", ESTIMATORS)
+def test_fitted_state_holds_no_tensor(name, cls):
+    estimator, method, X_new = _fitted(cls)
+    method(estimator, X_new)
+    assert find_tensors(estimator) == [], f"{name} keeps tensors in fitted state"
+
+
+@pytest.mark.parametrize("name, cls", ESTIMATORS)
+def test_gpu_fitted_model_runs_on_a_cpu_only_machine(name, cls, monkeypatch):
+    estimator, method, X_new = _fitted(cls)
+    expected = method(estimator, X_new)
+    estimator.device_ = torch.device("cuda")  # as if fitted on a GPU
+    blob = pickle.dumps(estimator)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loaded = pickle.loads(blob)
+        first = method(loaded, X_new)
+        method(loaded, X_new)
+    fallbacks = [w for w in caught if issubclass(w.category, DeviceFallbackWarning)]
+    assert len(fallbacks) == 1, [str(w.message) for w in caught]
+    np.testing.assert_allclose(first, expected, rtol=1e-12, atol=1e-12)

@@ -2,15 +2,22 @@
 
 Each module exposes
 
-- ``run(quick=False, device="cpu") -> list[dict]``: the benchmark rows; a
-  module with separately runnable parts also takes ``parts=None`` (a list of
-  names, ``python -m skml bench NAME --part P``);
+- ``run(quick=False, device="cpu", parts=None) -> list[dict]``: the rows;
+  ``parts`` (a list of names, ``python -m skml bench NAME --part P``) picks
+  some of the module's parts;
+- ``BENCHMARK``: its ``skml.benchmarks._common.Benchmark``, which
+  declares the parts with their quick and full configurations and runs
+  them (``run`` is usually ``BENCHMARK.run``): it resolves the device, adds
+  a ``meta`` row, a status row per part (time, rows, warnings counted by
+  category) and a row per skipped peer, and prints one progress line per
+  part on stderr;
 - ``report(rows) -> str`` (optional): how to print them (default: one table);
 - ``demo() -> dict`` (optional): one row for ``python -m skml demo`` with the
   keys ``estimator``, ``task``, ``metric``, ``skml``, ``baseline``, ``seconds``.
 
-Peers are imported lazily inside ``run`` and skipped with a message when they
-are not installed.
+Peers are imported lazily inside the parts; one that is not installed is
+recorded as a row ``{"part": P, "status": "skipped", "peer": NAME,
+"skipped": "not installed: pip install ..."}``.
 """
 
 import importlib

@@ -9,23 +9,37 @@ part with the same metric: ``skml.metrics.multicalibration_error`` (MCE,
 sigma scale, segments from the audit groups and 3-quantile bins of the
 features, depth 3), test MSE, and the worst group x bucket mean residual.
 All methods receive the same precomputed base predictions.
+
+Each dataset is a part (``python -m skml bench mcboost --part S2``); seeds
+0-9, or 0-1 with ``--quick``. MCGrad runs when installed and is otherwise
+recorded as a skipped peer.
 """
 
 import logging
 import time
-import warnings
 
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingRegressor
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.isotonic import IsotonicRegression
 
 from ..calibration import MCBoostRegressor
 from ..datasets import load_randhie, make_multicalibration_regression
 from ..metrics import multicalibration_error, worst_group_bucket_residual
 from ..utils import format_table, progress
+from ._common import (
+    Benchmark,
+    Part,
+    count_warnings,
+    data_rows,
+    device_name,
+    meta_line,
+    status_lines,
+)
 
 DATASETS = ("S1", "S2", "S3", "randhie")
+SEEDS, QUICK_SEEDS = tuple(range(10)), (0, 1)
+MCGRAD = "MCGrad (RegressionMCGrad)"
+MCGRAD_INSTALL = "pip install --no-deps mcgrad lightgbm psutil"
 COLUMNS = [
     "dataset",
     "method",
@@ -78,16 +92,15 @@ def _split(dataset, seed):
 def _ours(**params):
     def fit_predict(d, seed, device):
         model = MCBoostRegressor(random_state=seed, device=device, **params)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            start = time.perf_counter()
-            model.fit(
-                d["X_audit"],
-                d["y_audit"],
-                groups=d["g_audit"],
-                base_predictions=d["b_audit"],
-            )
-            elapsed = time.perf_counter() - start
+        # ConvergenceWarnings are counted by the benchmark framework.
+        start = time.perf_counter()
+        model.fit(
+            d["X_audit"],
+            d["y_audit"],
+            groups=d["g_audit"],
+            base_predictions=d["b_audit"],
+        )
+        elapsed = time.perf_counter() - start
         pred = model.predict(
             d["X_test"], groups=d["g_test"], base_predictions=d["b_test"]
         )
@@ -188,7 +201,7 @@ def methods():
     }
     mcgrad = _mcgrad()
     if mcgrad is not None:
-        out["MCGrad (RegressionMCGrad)"] = mcgrad
+        out[MCGRAD] = mcgrad
     return out
 
 
@@ -204,75 +217,133 @@ def _evaluate(d, pred):
     }
 
 
-def run(quick=False, device="cpu", datasets=DATASETS, seeds=None):
-    """Run the benchmark; one row per (dataset, method), averaged over seeds.
+def run_dataset(dataset, seeds, device="cpu", compared=None):
+    """One dataset: a row per method, averaged over the seeds.
 
     Parameters
     ----------
-    quick : bool, default=False
-        Two seeds instead of ten.
+    dataset : str
+        One of ``DATASETS``.
+    seeds : list of int
+        The seeds (each one split and fit).
     device : str, default="cpu"
         Device of the skml estimators.
-    datasets : tuple of str, default=DATASETS
-        Which datasets.
-    seeds : list of int, default=None
-        Overrides the seeds.
+    compared : dict, default=None
+        ``name -> fit_predict``; default :func:`methods`.
 
     Returns
     -------
     rows : list of dict
     """
-    if seeds is None:
-        seeds = list(range(2 if quick else 10))
-    compared = methods()
-    if "MCGrad (RegressionMCGrad)" not in compared:
-        print(
-            "MCGrad is not installed (pip install --no-deps mcgrad lightgbm psutil); "
-            "skipping it.",
-        )
-    rows = []
-    jobs = [(ds, seed) for ds in datasets for seed in seeds]
+    device = device_name(device)
+    compared = methods() if compared is None else compared
     results = {}
-    for ds, seed in progress(jobs, desc="mcboost bench"):
-        d = _split(ds, seed)
+    for seed in progress(seeds, desc=f"mcboost {dataset}"):
+        d = _split(dataset, seed)
         for name, fit_predict in compared.items():
             pred, elapsed, rounds = fit_predict(d, seed, device)
             if pred is None:
                 continue
             scores = _evaluate(d, pred)
             scores.update(fit_s=elapsed, rounds=rounds)
-            results.setdefault((ds, name), []).append(scores)
-    for ds in datasets:
-        base = results[(ds, "base")]
-        for name in compared:
-            if (ds, name) not in results:
-                continue
-            per_seed = results[(ds, name)]
-            row = {"dataset": ds, "method": name, "seeds": len(per_seed)}
-            for key in ("mse", "mce_sigma", "worst_cell", "fit_s"):
-                row[key] = float(np.mean([s[key] for s in per_seed]))
-            rounds = [s["rounds"] for s in per_seed if s["rounds"] is not None]
-            row["rounds"] = float(np.mean(rounds)) if rounds else None
-            # Ratios to the base model, per seed, then averaged.
-            row["mse_ratio"] = float(
-                np.mean([s["mse"] / b["mse"] for s, b in zip(per_seed, base)])
-            )
-            row["mce_ratio"] = float(
-                np.mean(
-                    [s["mce_sigma"] / b["mce_sigma"] for s, b in zip(per_seed, base)]
-                )
-            )
-            rows.append(row)
+            results.setdefault(name, []).append(scores)
+    base = results["base"]
+    rows = []
+    for name in compared:
+        if name not in results:
+            continue
+        per_seed = results[name]
+        row = {"dataset": dataset, "method": name, "seeds": len(per_seed)}
+        for key in ("mse", "mce_sigma", "worst_cell", "fit_s"):
+            row[key] = float(np.mean([s[key] for s in per_seed]))
+        rounds = [s["rounds"] for s in per_seed if s["rounds"] is not None]
+        row["rounds"] = float(np.mean(rounds)) if rounds else None
+        # Ratios to the base model, per seed, then averaged.
+        row["mse_ratio"] = float(
+            np.mean([s["mse"] / b["mse"] for s, b in zip(per_seed, base)])
+        )
+        row["mce_ratio"] = float(
+            np.mean([s["mce_sigma"] / b["mce_sigma"] for s, b in zip(per_seed, base)])
+        )
+        rows.append(row)
     return rows
 
 
+def _dataset_part(dataset):
+    def part(ctx, seeds):
+        if ctx.params.get("seeds") is not None:
+            seeds = ctx.params["seeds"]
+        compared = methods()
+        if MCGRAD not in compared:
+            ctx.skip_peer("MCGrad", f"not installed: {MCGRAD_INSTALL}")
+        return run_dataset(dataset, seeds, ctx.device, compared)
+
+    return part
+
+
+BENCHMARK = Benchmark(
+    "mcboost",
+    [
+        Part(
+            ds,
+            _dataset_part(ds),
+            full={"seeds": SEEDS},
+            quick={"seeds": QUICK_SEEDS},
+            help=(
+                "RAND HIE, log1p doctor visits"
+                if ds == "randhie"
+                else f"synthetic design {ds} (make_multicalibration_regression)"
+            ),
+        )
+        for ds in DATASETS
+    ],
+    description="MCBoostRegressor against its baselines and MCGrad",
+)
+
+
+def run(quick=False, device="cpu", parts=None, seeds=None):
+    """Run the benchmark; one row per (dataset, method), averaged over seeds.
+
+    Parameters
+    ----------
+    quick : bool, default=False
+        Two seeds instead of ten.
+    device : str or torch.device, default="cpu"
+        Device of the skml estimators (``"auto"``: a GPU when there is one).
+    parts : list of str, default=None
+        The datasets to run, a subset of ``DATASETS`` (all by default).
+    seeds : list of int, default=None
+        Overrides the seeds.
+
+    Returns
+    -------
+    rows : list of dict
+        The framework's rows (see :mod:`skml.benchmarks._common`) and one
+        row per (dataset, method).
+    """
+    return BENCHMARK.run(
+        quick=quick, device=device, parts=parts, params={"seeds": seeds}
+    )
+
+
 def acceptance(rows):
-    """The issue's acceptance checks, computed from one run's rows."""
+    """Per dataset: MCE and MSE ratios to the base model, and against MCGrad.
+
+    Parameters
+    ----------
+    rows : list of dict
+        The rows of :func:`run`.
+
+    Returns
+    -------
+    str
+    """
+    rows = data_rows(rows)
     by = {(r["dataset"], r["method"]): r for r in rows}
     datasets = sorted({r["dataset"] for r in rows}, key=list(DATASETS).index)
     lines = []
     ours = "MCBoost (default)"
-    peer = "MCGrad (RegressionMCGrad)"
+    peer = MCGRAD
     wins = 0
     for ds in datasets:
         o = by[(ds, ours)]
@@ -299,15 +370,18 @@ def acceptance(rows):
 
 
 def report(rows):
-    """The table, then the acceptance summary."""
-    return format_table(rows, columns=COLUMNS) + "\n\n" + acceptance(rows)
+    """The run's status, the table, then the per-dataset summary."""
+    head = "\n".join(meta_line(rows) + status_lines(rows))
+    table = format_table(data_rows(rows), columns=COLUMNS)
+    return head + "\n" + table + "\n\n" + acceptance(rows)
 
 
 def demo():
     """One row for ``python -m skml demo``: design S2, one seed."""
     start = time.perf_counter()
     d = _split("S2", 0)
-    pred, _, _ = _ours()(d, 0, "cpu")
+    with count_warnings():
+        pred, _, _ = _ours()(d, 0, "cpu")
     base = _evaluate(d, d["b_test"])
     ours = _evaluate(d, pred)
     return {

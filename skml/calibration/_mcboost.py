@@ -24,6 +24,12 @@ from sklearn.model_selection import (
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.metadata_routing import (
+    MetadataRouter,
+    MethodMapping,
+    _routing_enabled,
+    process_routing,
+)
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import (
     _check_sample_weight,
@@ -32,16 +38,33 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ..utils import resolve_device, to_numpy, to_tensor, weighted_quantile
+from ..utils import (
+    TorchEstimatorMixin,
+    encode_groups,
+    to_numpy,
+    to_tensor,
+    weighted_quantile,
+)
 from ._losses import LOSSES
+from ._mcboost_kernels import (
+    apply_coef,
+    bucket_edges,
+    bucket_moments,
+    cell_audit,
+    dynamic_design,
+    ridge_from_moments,
+    static_design,
+    weighted_gram,
+)
 
 _STOPPING = {"auto", "holdout", "cv", "tolerance", "significance"}
 
 
-class _BaseMCBoost(BaseEstimator):
+class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
     """Shared fitting machinery of MCBoostRegressor and MCBoostClassifier."""
 
     _parameter_constraints: dict = {
+        **TorchEstimatorMixin._parameter_constraints,
         "estimator": [HasMethods(["fit"]), None],
         "auditor": [StrOptions({"ridge", "groups"}), HasMethods(["fit", "predict"])],
         "bucket_strategy": [StrOptions({"quantile", "uniform", "none"})],
@@ -63,7 +86,6 @@ class _BaseMCBoost(BaseEstimator):
         "significance": [Interval(Real, 0, 1, closed="neither")],
         "cv": ["cv_object"],
         "random_state": ["random_state"],
-        "device": [str],
     }
 
     def __init__(
@@ -123,17 +145,29 @@ class _BaseMCBoost(BaseEstimator):
                 f"{type(self).__name__} needs at least 2 samples to audit, got "
                 f"n_samples = {n} (1 sample)."
             )
-        self.device_ = resolve_device(self.device)
+        self._fit_device()
         self._dtype = torch.float64
         loss = LOSSES[self._loss_name()]
+        base_params, split_params = self._routed_params(sample_weight, groups)
         sample_weight = _check_sample_weight(sample_weight, X, ensure_non_negative=True)
         if not np.any(sample_weight > 0):
             raise ValueError("sample_weight must have at least one positive entry.")
+        if not _routing_enabled() and self._base_takes_weight():
+            base_params["sample_weight"] = sample_weight
         rng = check_random_state(self.random_state)
 
-        base = self._fit_base(X, y, sample_weight, base_predictions, rng)
+        base = self._fit_base(
+            X, y, sample_weight, base_predictions, rng, base_params, split_params
+        )
         G = self._fit_groups(X, groups)
 
+        with self._threads(self._work(X)):
+            return self._fit_rounds(
+                X, y, sample_weight, G, base, loss, rng, split_params
+            )
+
+    def _fit_rounds(self, X, y, sample_weight, G, base, loss, rng, split_params):
+        n = X.shape[0]
         dev, dt = self.device_, self._dtype
         Xt = to_tensor(X, dev, dt)
         self.x_mean_ = np.average(X, axis=0, weights=sample_weight)
@@ -158,13 +192,15 @@ class _BaseMCBoost(BaseEstimator):
             levels = np.arange(1, self.n_knots + 1) / (self.n_knots + 1)
             self.knots_ = weighted_quantile(u, levels, sample_weight).T
 
+        Gt = None if G is None else to_tensor(G, dev, dt)
         data = _Data(
             X=Xt,
             X_np=X,
             y=to_tensor(y, dev, dt),
             w=to_tensor(sample_weight, dev, dt),
-            G=G if G is None else to_tensor(G, dev, dt),
+            G=Gt,
             F0=F0,
+            Zs=self._static_design(Xt, Gt) if isinstance(self.auditor, str) else None,
         )
         rule = self._resolve_stopping(n)
         self.validation_score_ = None
@@ -172,14 +208,11 @@ class _BaseMCBoost(BaseEstimator):
 
         if rule in ("holdout", "cv"):
             curves, mc_paths = [], []
-            for train_idx, val_idx in self._selection_splits(n, y, rule, rng):
+            splits = self._selection_splits(n, y, rule, rng, split_params)
+            for train_idx, val_idx in splits:
+                train, val = data.split(train_idx, val_idx)
                 run = self._boost(
-                    loss,
-                    data.subset(train_idx),
-                    self.max_iter,
-                    val=data.subset(val_idx),
-                    patience=True,
-                    rng=rng,
+                    loss, train, self.max_iter, val=val, patience=True, rng=rng
                 )
                 curves.append(run.val_loss)
                 mc_paths.append(run.val_mc)
@@ -229,7 +262,7 @@ class _BaseMCBoost(BaseEstimator):
             return "cv" if n >= 10 else "significance"
         return rule
 
-    def _selection_splits(self, n, y, rule, rng):
+    def _selection_splits(self, n, y, rule, rng, split_params):
         if rule == "holdout":
             n_val = max(1, int(round(self.validation_fraction * n)))
             if n - n_val < 1:
@@ -240,9 +273,60 @@ class _BaseMCBoost(BaseEstimator):
             perm = rng.permutation(n)
             return [(np.sort(perm[n_val:]), np.sort(perm[:n_val]))]
         splitter = self._crossfit_splitter(y, rng)
-        return list(splitter.split(np.zeros((n, 1)), y))
+        return list(splitter.split(np.zeros((n, 1)), y, **split_params))
 
-    def _fit_base(self, X, y, sample_weight, base_predictions, rng):
+    def _base_takes_weight(self):
+        return (
+            self.estimator is not None
+            and not isinstance(self.estimator, FrozenEstimator)
+            and has_fit_parameter(self.estimator, "sample_weight")
+        )
+
+    def _routed_params(self, sample_weight, groups):
+        """Fit parameters of the base estimator and of the CV splitter.
+
+        Under metadata routing they follow the requests
+        (:meth:`get_metadata_routing`); otherwise the base model gets
+        ``sample_weight`` when its ``fit`` takes it, and the splitter nothing.
+        """
+        if not _routing_enabled():
+            return {}, {}
+        passed = {"sample_weight": sample_weight, "groups": groups}
+        passed = {key: value for key, value in passed.items() if value is not None}
+        routed = process_routing(self, "fit", **passed)
+        base = dict(routed.estimator.fit) if "estimator" in routed else {}
+        return base, dict(routed.splitter.split)
+
+    def get_metadata_routing(self):
+        """Metadata routing of this estimator.
+
+        ``fit`` consumes ``sample_weight``, ``groups`` and
+        ``base_predictions`` itself and routes what is requested to the base
+        estimator's ``fit`` (when it is fitted here) and to the ``cv``
+        splitter's ``split``. The auditors are fitted on the Newton weights,
+        which are not user metadata.
+
+        Returns
+        -------
+        routing : MetadataRouter
+        """
+        router = MetadataRouter(owner=self).add_self_request(self)
+        if self.estimator is not None and not isinstance(
+            self.estimator, FrozenEstimator
+        ):
+            router.add(
+                estimator=self.estimator,
+                method_mapping=MethodMapping().add(caller="fit", callee="fit"),
+            )
+        router.add(
+            splitter=check_cv(self.cv, classifier=self._is_classifier()),
+            method_mapping=MethodMapping().add(caller="fit", callee="split"),
+        )
+        return router
+
+    def _fit_base(
+        self, X, y, sample_weight, base_predictions, rng, fit_params, split_params
+    ):
         """Base predictions on the audit rows (out-of-fold when we fit the base)."""
         self.estimator_ = None
         self.base_constant_ = None
@@ -257,13 +341,15 @@ class _BaseMCBoost(BaseEstimator):
         if isinstance(self.estimator, FrozenEstimator):
             self.estimator_ = self.estimator
             return self._check_base(self._base_predict(self.estimator_, X), X.shape[0])
-        fit_params = {}
-        if has_fit_parameter(self.estimator, "sample_weight"):
-            fit_params["sample_weight"] = sample_weight
         splitter = self._crossfit_splitter(y, rng)
         method = "predict_proba" if self._is_classifier() else "predict"
         oof = cross_val_predict(
-            clone(self.estimator), X, y, cv=splitter, method=method, params=fit_params
+            clone(self.estimator),
+            X,
+            y,
+            cv=splitter,
+            method=method,
+            params={**fit_params, **split_params},
         )
         if oof.ndim == 2:
             oof = oof[:, 1]
@@ -319,7 +405,7 @@ class _BaseMCBoost(BaseEstimator):
         self._group_labels = None
         blocks = []
         if groups is not None:
-            G, self._group_labels = _indicators(groups, X.shape[0], None, "groups")
+            G, self._group_labels, _ = encode_groups(groups, X.shape[0])
             blocks.append(G)
         if self.group_features is not None:
             cols = np.asarray(self.group_features).ravel()
@@ -357,7 +443,9 @@ class _BaseMCBoost(BaseEstimator):
                     f"This {type(self).__name__} was fitted with groups; pass the "
                     "groups of the new rows too (groups=...)."
                 )
-            G, _ = _indicators(groups, X.shape[0], self._group_labels, "groups")
+            G, _, _ = encode_groups(
+                groups, X.shape[0], categories=self._group_labels
+            )
             blocks.append(G)
         elif groups is not None:
             raise ValueError(
@@ -393,7 +481,7 @@ class _BaseMCBoost(BaseEstimator):
             # The audit always looks at group x level-set cells, also when
             # the update uses one bucket.
             audit_edges = self._edges(level, data.w, "quantile")
-            stat_sigma, stat_abs, n_cells = _cell_audit(
+            stat_sigma, stat_abs, n_cells = cell_audit(
                 data.y - p,
                 data.w,
                 data.G,
@@ -408,7 +496,7 @@ class _BaseMCBoost(BaseEstimator):
                 run.val_loss.append(vloss)
                 vlevel = Fv if self.rebucket else val.F0
                 run.val_mc.append(
-                    _cell_audit(
+                    cell_audit(
                         val.y - pv,
                         val.w,
                         val.G,
@@ -443,57 +531,31 @@ class _BaseMCBoost(BaseEstimator):
         return run
 
     def _edges(self, F, w, strategy=None):
-        """Bucket edges on the link-space score F (level sets of the prediction).
+        return bucket_edges(F, w, strategy or self.bucket_strategy, self.n_buckets)
 
-        Quantile edges sit half-way between consecutive distinct scores, so a
-        training row is never on an edge and rounding noise in the score
-        cannot move it to another bucket.
-        """
-        strategy = strategy or self.bucket_strategy
-        m = 1 if strategy == "none" else self.n_buckets
-        if m == 1:
-            return F.new_empty(0)
-        levels = torch.arange(1, m, device=F.device, dtype=F.dtype) / m
-        # Zero-weight rows must not move edges (weights = repeated rows).
-        F = F[w > 0]
-        w = w[w > 0]
-        if strategy == "quantile":
-            values, inverse = torch.unique(F, return_inverse=True)
-            if len(values) == 1:
-                return F.new_empty(0)
-            mass = torch.zeros_like(values).index_add_(0, inverse, w)
-            cw = torch.cumsum(mass, 0)
-            idx = torch.searchsorted(cw, levels * cw[-1])
-            idx = torch.clamp(idx, max=len(values) - 2)
-            edges = 0.5 * (values[idx] + values[idx + 1])
-        else:
-            lo, hi = F.min(), F.max()
-            if not hi > lo:
-                return F.new_empty(0)
-            edges = lo + (hi - lo) * levels
-        return torch.unique(edges)
-
-    def _design(self, data_X, F, G):
-        """Auditor features: [1, u, hinge(u), g, g * u] with u = (x, F), or [1, g]."""
-        n = F.shape[0]
-        ones = F.new_ones(n, 1)
+    def _static_design(self, X, G):
+        """The auditor's score-free columns (``[1, g]`` for "groups")."""
+        ones = X.new_ones(X.shape[0], 1)
         if self.auditor == "groups":
             return ones if G is None else torch.cat([ones, G], 1)
-        xs = (data_X - to_tensor(self.x_mean_, F.device, F.dtype)) / to_tensor(
-            self.x_scale_, F.device, F.dtype
+        d = X.shape[1]
+        xs = (X - to_tensor(self.x_mean_, X.device, X.dtype)) / to_tensor(
+            self.x_scale_, X.device, X.dtype
         )
-        u = torch.cat([xs, ((F - self.f_center_) / self.f_scale_)[:, None]], 1)
-        blocks = [ones, u]
+        knots = None
         if self.n_knots:
-            knots = to_tensor(self.knots_, F.device, F.dtype)
-            blocks.append(torch.relu(u[:, :, None] - knots[None]).reshape(n, -1))
-        if G is not None:
-            blocks.append(G)
-            if self.interactions:
-                # Linear products only: hinge products cost n_knots times
-                # more columns and did not help on the benchmark designs.
-                blocks.append((G[:, :, None] * u[:, None, :]).reshape(n, -1))
-        return torch.cat(blocks, 1)
+            knots = to_tensor(self.knots_[:d], X.device, X.dtype)
+        return static_design(xs, G, knots, self.interactions)
+
+    def _dynamic_design(self, data, F):
+        """The auditor's score columns (None for "groups")."""
+        if self.auditor == "groups":
+            return None
+        fs = (F - self.f_center_) / self.f_scale_
+        knots = None
+        if self.n_knots:
+            knots = to_tensor(self.knots_[-1], F.device, F.dtype)
+        return dynamic_design(fs, data.G, knots, self.interactions)
 
     def _audit_round(self, loss, data, F, p, edges, bucket, m, rng):
         """Fit the auditor of every bucket to the Newton working response."""
@@ -506,8 +568,11 @@ class _BaseMCBoost(BaseEstimator):
         live = mass >= self.min_bucket_fraction * mass.sum()
         step = {"edges": edges}
         if isinstance(self.auditor, str):
-            Z = self._design(data.X, F, data.G)
-            coef, gain = _batched_ridge(Z, z, W, data.w, bucket, m, self.alpha)
+            Zd = self._dynamic_design(data, F)
+            # With a constant Newton weight the static Gram block is reused.
+            static = data.static_gram() if m == 1 and loss.name == "squared" else None
+            S2, Sz, zz = bucket_moments(data.Zs, Zd, z, W, bucket, m, static)
+            coef, gain = ridge_from_moments(S2, Sz, zz, mass, self.alpha)
             coef[~live] = 0.0
             gain[~live] = -np.inf
             if self.update == "worst":
@@ -555,8 +620,7 @@ class _BaseMCBoost(BaseEstimator):
         bucket = torch.bucketize(F if self.rebucket else data.F0, edges, right=True)
         if "coef" in step:
             coef = to_tensor(step["coef"], F.device, F.dtype)
-            Z = self._design(data.X, F, data.G)
-            return torch.sum(Z * coef[bucket], dim=1)
+            return apply_coef(data.Zs, self._dynamic_design(data, F), coef, bucket)
         A = self._sk_features(data, F)
         bucket_np = to_numpy(bucket)
         delta = np.zeros(len(bucket_np))
@@ -569,57 +633,80 @@ class _BaseMCBoost(BaseEstimator):
     # ----------------------------------------------------------- prediction
     def _staged_link(self, X, groups, base_predictions):
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False)
+        X = validate_data(self, X, reset=False, dtype=np.float64)
         loss = LOSSES[self._loss_name()]
         base = self._base_predictions(X, base_predictions)
         G = self._groups_for(X, groups)
-        dev, dt = self.device_, self._dtype
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            dev = torch.device("cpu")
-        F0 = loss.link(to_tensor(base, dev, dt))
-        data = _Data(
-            X=to_tensor(X, dev, dt),
-            X_np=X,
-            y=None,
-            w=None,
-            G=None if G is None else to_tensor(G, dev, dt),
-            F0=F0,
-        )
-        F = F0.clone()
+        dev, dt = self._predict_device(), self._dtype
+        work = self._work(X)
+        # Threads are chosen per step, never held across a yield.
+        with self._threads(work):
+            F = loss.link(to_tensor(base, dev, dt))
+            Xt = to_tensor(X, dev, dt)
+            Gt = None if G is None else to_tensor(G, dev, dt)
+            Zs = self._static_design(Xt, Gt) if isinstance(self.auditor, str) else None
+            data = _Data(Xt, X, None, None, Gt, F, Zs)
         yield to_numpy(F)
         for step in self.rounds_:
-            F = F + self.learning_rate * self._apply_round(step, data, F, loss)
+            with self._threads(work):
+                F = F + self.learning_rate * self._apply_round(step, data, F, loss)
             yield to_numpy(F)
 
     def _final_link(self, X, groups, base_predictions):
         *_, last = self._staged_link(X, groups, base_predictions)
         return last
 
+    def _work(self, X):
+        """Elements of the auditor's design matrix: the size of one operation."""
+        width = (X.shape[1] + 1) * (1 + self.n_knots)
+        return X.shape[0] * width * (1 + (self.n_groups_ if self.interactions else 0))
+
     def _is_classifier(self):
         return False
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.non_deterministic = self.device != "cpu"
-        return tags
-
 
 class _Data:
-    """Tensors of one data split, as the boosting loop sees them."""
+    """Tensors of one data split, as the boosting loop sees them.
 
-    def __init__(self, X, X_np, y, w, G, F0):
+    ``Zs`` is the auditor's static design block (None for a scikit-learn
+    auditor); its weighted Gram matrix is computed once, on demand, or set
+    from the full data's by :meth:`split`.
+    """
+
+    def __init__(self, X, X_np, y, w, G, F0, Zs=None):
         self.X, self.X_np, self.y, self.w, self.G, self.F0 = X, X_np, y, w, G, F0
+        self.Zs = Zs
+        self._gram = None
+
+    def static_gram(self):
+        if self._gram is None:
+            self._gram = weighted_gram(self.Zs, self.w)
+        return self._gram
 
     def subset(self, idx):
         t = torch.as_tensor(idx, device=self.X.device)
         return _Data(
             self.X[t],
             self.X_np[idx],
-            self.y[t],
-            self.w[t],
+            None if self.y is None else self.y[t],
+            None if self.w is None else self.w[t],
             None if self.G is None else self.G[t],
             self.F0[t],
+            None if self.Zs is None else self.Zs[t],
         )
+
+    def split(self, train_idx, val_idx):
+        """Train and validation subsets; when they partition the rows, the
+        train Gram is the full one minus the validation one (K folds then
+        cost two full Gram matrices, not K)."""
+        train, val = self.subset(train_idx), self.subset(val_idx)
+        n = self.X.shape[0]
+        partition = len(train_idx) + len(val_idx) == n and len(
+            np.union1d(train_idx, val_idx)
+        ) == n
+        if self.Zs is not None and partition:
+            train._gram = self.static_gram() - val.static_gram()
+        return train, val
 
 
 class _Run:
@@ -627,132 +714,6 @@ class _Run:
         self.rounds, self.train_loss, self.val_loss = [], [], []
         self.train_mc, self.val_mc = [], []
         self.stopped = False
-
-
-def _indicators(groups, n, labels, name):
-    """(n, g) 0/1 indicators from an indicator matrix or a vector of labels."""
-    groups = np.asarray(groups)
-    if groups.shape[0] != n:
-        raise ValueError(
-            f"{name} has {groups.shape[0]} rows but X has {n}; pass one row per sample."
-        )
-    if groups.ndim == 1:
-        if labels is None:
-            labels = np.unique(groups)
-        return (groups[:, None] == np.asarray(labels)[None, :]).astype(
-            np.float64
-        ), labels
-    if groups.ndim != 2:
-        raise ValueError(f"{name} must be 1-D labels or an (n, g) indicator array.")
-    try:
-        G = groups.astype(np.float64)
-    except ValueError as exc:
-        raise ValueError(f"{name} as a 2-D array must hold 0/1 indicators.") from exc
-    if not np.all((G == 0) | (G == 1)):
-        raise ValueError(f"{name} as a 2-D array must hold 0/1 indicators only.")
-    if labels is None:
-        empty = np.flatnonzero(G.sum(axis=0) == 0)
-        if len(empty):
-            raise ValueError(
-                f"{name} column(s) {empty.tolist()} are empty groups (no sample "
-                "belongs to them); drop them."
-            )
-        labels = G.shape[1]
-    elif G.shape[1] != labels:
-        raise ValueError(
-            f"{name} has {G.shape[1]} columns, expected {labels} as in fit."
-        )
-    return G, labels
-
-
-# Ridge penalties that alpha="gcv" chooses from, per bucket and round.
-_GCV_GRID = np.logspace(-2, 5, 15)
-
-
-def _batched_ridge(Z, z, W, w, bucket, m, alpha):
-    """Weighted ridge fits of ``z`` on ``Z`` in every bucket, one batched solve.
-
-    ``Z``'s first column is the intercept, which is not penalised: the other
-    columns are centred within each bucket. ``alpha="gcv"`` picks each
-    bucket's penalty from ``_GCV_GRID`` by generalised cross-validation,
-    through one batched eigendecomposition. Returns the (m, d) coefficients
-    and each bucket's Newton decrease (used to pick the worst bucket).
-    """
-    d = Z.shape[1]
-    order = torch.argsort(bucket, stable=True)
-    counts = torch.bincount(bucket, minlength=m).tolist()
-    Zs, Ws, zs = Z[order], W[order], z[order]
-    S2 = Z.new_zeros(m, d, d)
-    Sz = Z.new_zeros(m, d)
-    zz = Z.new_zeros(m)
-    n_eff = torch.zeros(m, dtype=Z.dtype, device=Z.device).index_add_(0, bucket, w)
-    start = 0
-    # One BLAS product per bucket on its contiguous rows: O(n d^2) in all.
-    for j, count in enumerate(counts):
-        if count:
-            Zj = Zs[start : start + count]
-            ZjW = Zj * Ws[start : start + count, None]
-            S2[j] = ZjW.T @ Zj
-            Sz[j] = ZjW.T @ zs[start : start + count]
-            zz[j] = torch.sum(
-                Ws[start : start + count] * zs[start : start + count] ** 2
-            )
-        start += count
-    # Column 0 is all ones, so S2[:, 0] holds the weighted sums of each column.
-    S0 = torch.clamp(S2[:, 0, 0], min=1e-300)
-    mean_Z = S2[:, 0, 1:] / S0[:, None]
-    mean_z = Sz[:, 0] / S0
-    A = S2[:, 1:, 1:] - S0[:, None, None] * mean_Z[:, :, None] * mean_Z[:, None, :]
-    b = Sz[:, 1:] - S0[:, None] * mean_Z * mean_z[:, None]
-    tss = zz - S0 * mean_z**2
-    if alpha == "gcv":
-        lam, Q = torch.linalg.eigh(A)
-        lam = torch.clamp(lam, min=0.0)
-        c2 = (Q.transpose(1, 2) @ b.unsqueeze(-1)).squeeze(-1) ** 2
-        grid = torch.as_tensor(_GCV_GRID, dtype=Z.dtype, device=Z.device)
-        lam_g = lam[:, None, :] + grid[None, :, None]
-        rss = tss[:, None] - torch.sum(
-            c2[:, None, :] * (lam[:, None, :] + 2 * grid[None, :, None]) / lam_g**2, -1
-        )
-        df = 1.0 + torch.sum(lam[:, None, :] / lam_g, -1)
-        n = n_eff[:, None]
-        gcv = torch.clamp(rss, min=0.0) / torch.clamp(1.0 - df / n, min=1e-3) ** 2
-        # Buckets with fewer rows than parameters take the strongest penalty.
-        gcv = torch.where(df < n, gcv, torch.inf)
-        gcv[:, -1] = torch.where(torch.isinf(gcv[:, -1]), 0.0, gcv[:, -1])
-        penalty = grid[torch.argmin(gcv, dim=1)]
-    else:
-        penalty = torch.full((m,), float(alpha), dtype=Z.dtype, device=Z.device)
-    eye = torch.eye(d - 1, dtype=Z.dtype, device=Z.device)
-    # A tiny jitter keeps an all-constant bucket solvable at alpha = 0.
-    A_reg = A + (penalty[:, None, None] + 1e-10) * eye
-    slope = torch.linalg.solve(A_reg, b.unsqueeze(-1)).squeeze(-1)
-    intercept = mean_z - torch.sum(mean_Z * slope, dim=1)
-    coef = torch.cat([intercept[:, None], slope], 1)
-    gain = 0.5 * (torch.sum(b * slope, dim=1) + S0 * mean_z**2)
-    return coef, gain
-
-
-def _cell_audit(r, w, G, bucket, m, min_fraction):
-    """Audit every group x bucket cell with one matrix product.
-
-    Returns the largest |sum w r| / sqrt(sum w^2 r^2) over cells holding at
-    least ``min_fraction`` of the weight (a z-score of the cell's mean
-    residual), the largest |sum w r| / sum w (HKRR's mass-weighted bias) and
-    the number of cells audited.
-    """
-    B = torch.nn.functional.one_hot(bucket, m).to(r.dtype)
-    H = r.new_ones(len(r), 1) if G is None else torch.cat([r.new_ones(len(r), 1), G], 1)
-    wr = w * r
-    S = H.T @ (B * wr[:, None])
-    V = H.T @ (B * (wr * wr)[:, None])
-    M = H.T @ (B * w[:, None])
-    total = torch.sum(w)
-    live = (M >= min_fraction * total) & (V > 0)
-    if not bool(live.any()):
-        return 0.0, 0.0, 0
-    z = torch.abs(S[live]) / torch.sqrt(V[live])
-    return float(z.max()), float(torch.abs(S[live]).max() / total), int(live.sum())
 
 
 _DOC_PARAMS = """

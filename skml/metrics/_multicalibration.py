@@ -9,9 +9,12 @@ import itertools
 from numbers import Integral, Real
 
 import numpy as np
+import torch
 from scipy.special import ndtr
 from sklearn.utils import Bunch, check_array, check_consistent_length
 from sklearn.utils.validation import _check_sample_weight, _num_samples, column_or_1d
+
+from ..utils import cell_sums, encode_groups
 
 # Below this the alternating series cancels badly; P(R > 0.25) = 1 - 1e-15 anyway.
 _SF_SERIES_MIN_X = 0.25
@@ -159,31 +162,20 @@ def _encode_groups(groups, n_samples):
         return [], []
     _check_rows("groups", groups, n_samples)
     array = check_array(groups, ensure_2d=False, dtype=None, input_name="groups")
-    if array.ndim == 1:
+    if array.ndim == 2 and hasattr(groups, "columns"):
+        array = groups
+    indicators, _, names = encode_groups(array, n_samples, against="y_true")
+    member = indicators == 1.0
+    if np.ndim(array) == 1:
         # User-named groups are all kept: collapsing one into "other" would
         # hide exactly the group the caller asked about.
-        values, codes = np.unique(array, return_inverse=True)
-        labels = [str(v) for v in values]
-        table_rows = [(f"group={lab}", codes == i) for i, lab in enumerate(labels)]
-        return [("group", codes, labels)], table_rows
-    names = _column_names(groups, "group", array.shape[1])
-    try:
-        numeric = array.astype(np.float64)
-    except (TypeError, ValueError):
-        numeric = None
-    if numeric is None or not np.isin(numeric, (0.0, 1.0)).all():
-        raise ValueError(
-            "A 2-D groups array must be a 0/1 indicator matrix (one column per "
-            "group); pass a 1-D array for group labels."
-        )
-    features, table_rows = [], []
-    for name, column in zip(names, numeric.T):
-        member = column == 1.0
-        if not member.any():
-            raise ValueError(f"groups column {name!r} is an empty group: all zero.")
-        features.append((name, member.astype(np.intp), ["0", "1"]))
-        table_rows.append((name, member))
-    return features, table_rows
+        codes = np.argmax(member, axis=1)
+        table_rows = [(f"group={lab}", member[:, i]) for i, lab in enumerate(names)]
+        return [("group", codes, names)], table_rows
+    features = [
+        (name, member[:, j].astype(np.intp), ["0", "1"]) for j, name in enumerate(names)
+    ]
+    return features, [(name, member[:, j]) for j, name in enumerate(names)]
 
 
 def _as_numeric(column):
@@ -254,17 +246,12 @@ def _group_bucket_table(y_true, y_pred, sample_weight, table_rows, n_buckets):
     """Weighted residual and mass per (group, prediction-quantile bucket)."""
     edges = np.quantile(y_pred, np.linspace(0.0, 1.0, n_buckets + 1))
     bucket = np.searchsorted(edges[1:-1], y_pred, side="right")
-    weighted_residual = sample_weight * (y_true - y_pred)
     rows = [("all", np.ones(y_pred.shape[0], dtype=bool)), *table_rows]
-    count = np.zeros((len(rows), n_buckets))
-    residual_sum = np.zeros((len(rows), n_buckets))
-    for i, (_, member) in enumerate(rows):
-        count[i] = np.bincount(
-            bucket[member], weights=sample_weight[member], minlength=n_buckets
-        )
-        residual_sum[i] = np.bincount(
-            bucket[member], weights=weighted_residual[member], minlength=n_buckets
-        )
+    H = np.column_stack([member for _, member in rows]).astype(np.float64)
+    values = np.column_stack([sample_weight, sample_weight * (y_true - y_pred)])
+    count, residual_sum = cell_sums(
+        *map(torch.from_numpy, (H, bucket)), n_buckets, torch.from_numpy(values)
+    ).numpy()
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_residual = np.where(count > 0, residual_sum / count, np.nan)
     return {

@@ -1,6 +1,6 @@
 """Sliced transport plans: 1-D sorted matchings lifted to the ambient space."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -14,29 +14,35 @@ from ._validation import check_weights, pairwise_cost
 class SlicedPlans:
     """The per-slice 1-D plans behind a sliced reference plan.
 
-    Everything is a torch tensor on one device. ``proj_s`` / ``proj_t`` are
-    the sorted projections (L, n) / (L, m), ``order_s`` / ``order_t`` the
-    sorting permutations, ``cdf_s`` / ``cdf_t`` the cumulative weights in
-    sorted order, ``src`` / ``tgt`` / ``mass`` the COO triplets (L, n + m) of
-    each slice's north-west-corner plan, ``weights`` the (L,) softmax
-    weights of the slices and ``directions`` the (d, L) unit directions.
+    While computing, every field is a torch tensor on one device; fitted
+    estimators keep the numpy form (:meth:`to_numpy`) and move it back with
+    :meth:`to`. ``proj_s`` / ``proj_t`` are the sorted projections (L, n) /
+    (L, m), ``order_s`` / ``order_t`` the sorting permutations, ``cdf_s`` /
+    ``cdf_t`` the cumulative weights in sorted order, ``src`` / ``tgt`` /
+    ``mass`` the COO triplets (L, n + m) of each slice's north-west-corner
+    plan, ``weights`` the (L,) softmax weights of the slices,
+    ``slice_costs`` their (L,) lifted costs and ``directions`` the (d, L)
+    unit directions.
     """
 
-    directions: torch.Tensor
-    proj_s: torch.Tensor
-    proj_t: torch.Tensor
-    order_s: torch.Tensor
-    order_t: torch.Tensor
-    cdf_s: torch.Tensor
-    cdf_t: torch.Tensor
-    src: torch.Tensor
-    tgt: torch.Tensor
-    mass: torch.Tensor
-    weights: torch.Tensor
-    slice_costs: torch.Tensor
+    directions: torch.Tensor | np.ndarray
+    proj_s: torch.Tensor | np.ndarray
+    proj_t: torch.Tensor | np.ndarray
+    order_s: torch.Tensor | np.ndarray
+    order_t: torch.Tensor | np.ndarray
+    cdf_s: torch.Tensor | np.ndarray
+    cdf_t: torch.Tensor | np.ndarray
+    src: torch.Tensor | np.ndarray
+    tgt: torch.Tensor | np.ndarray
+    mass: torch.Tensor | np.ndarray
+    weights: torch.Tensor | np.ndarray
+    slice_costs: torch.Tensor | np.ndarray
 
     def dense(self, n, m, smoothing, a, b):
-        """The (n, m) reference ``(1 - smoothing) sum_l w_l pi_l + smoothing a b'``."""
+        """The (n, m) reference ``(1 - smoothing) sum_l w_l pi_l + smoothing a b'``.
+
+        Tensor form only (``a``, ``b`` and the fields on one device).
+        """
         R = a.new_zeros(n * m)
         flat = self.src * m + self.tgt
         R.index_add_(
@@ -48,7 +54,29 @@ class SlicedPlans:
         return R
 
     def to(self, device):
-        return SlicedPlans(**{k: v.to(device) for k, v in vars(self).items()})
+        """The tensor form on ``device``, from either form.
+
+        Integer fields (orders, COO indices) come back as int64; floating
+        fields keep their precision.
+        """
+        return SlicedPlans(
+            **{f.name: _field_to(getattr(self, f.name), device) for f in fields(self)}
+        )
+
+    def to_numpy(self):
+        """The numpy form (fields on the CPU), which pickles without torch devices."""
+        return SlicedPlans(
+            **{f.name: to_numpy(getattr(self, f.name)) for f in fields(self)}
+        )
+
+
+def _field_to(value, device):
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    value = np.asarray(value)
+    # to_tensor keeps integers as int64; floats keep their own width.
+    dtype = torch.float32 if value.dtype == np.float32 else torch.float64
+    return to_tensor(value, device, dtype=dtype)
 
 
 def _directions(d, n_projections, random_state, device, dtype):
@@ -112,6 +140,101 @@ def _pair_costs(Xs, Xt, src, tgt, metric):
     else:
         cost = torch.linalg.norm(diff, dim=1)
     return cost.reshape(src.shape)
+
+
+def query_reference_log(plans, q, weights, smoothing, forward):
+    """Log reference row ``log R(x, .) / a(x)`` of query points ``x``.
+
+    Each slice's monotone 1-D plan sends the cdf interval of a fitted point
+    to the destination ranks it overlaps. A query point takes the interval
+    interpolated linearly between the two fitted points whose projections
+    enclose its own (clamped at the ends), so the row is continuous in the
+    point and, on a fitted point, is that point's row of the sliced
+    reference divided by its weight. The slices are averaged with their
+    weights and mixed with the destination weights like the reference plan.
+
+    Parameters
+    ----------
+    plans : SlicedPlans
+        Tensor form, on the device of ``q``.
+    q : torch.Tensor of shape (n_queries, d)
+        Query points, in the source space when ``forward`` else in the target
+        space.
+    weights : torch.Tensor of shape (n_dest,)
+        Destination weights (``b`` when ``forward``, else ``a``), summing to 1.
+    smoothing : float
+        The reference smoothing, in [0, 1].
+    forward : bool
+        Source to target (``True``) or target to source.
+
+    Returns
+    -------
+    log_ref : torch.Tensor of shape (n_queries, n_dest)
+        ``log`` of a row summing to 1 (``-inf`` where the reference is 0).
+    """
+    if forward:
+        proj, cdf_q, cdf_d, order_d = (
+            plans.proj_s,
+            plans.cdf_s,
+            plans.cdf_t,
+            plans.order_t,
+        )
+    else:
+        proj, cdf_q, cdf_d, order_d = (
+            plans.proj_t,
+            plans.cdf_t,
+            plans.cdf_s,
+            plans.order_s,
+        )
+    L, n_q = proj.shape
+    m = cdf_d.shape[1]
+    t = (q @ plans.directions).T  # (L, n_queries)
+    # The fitted points enclosing each projection, and the position between.
+    k = torch.searchsorted(proj.contiguous(), t.contiguous(), right=True) - 1
+    k = torch.clamp(k, 0, n_q - 1)
+    k1 = torch.clamp(k + 1, max=n_q - 1)
+    s0 = torch.gather(proj, 1, k)
+    s1 = torch.gather(proj, 1, k1)
+    gap = s1 - s0
+    lam = torch.where(gap > 0, (t - s0) / torch.where(gap > 0, gap, 1.0), 0.0)
+    lam = torch.clamp(lam, 0.0, 1.0)
+    zero = cdf_q.new_zeros(L, 1)
+    upper = cdf_q
+    lower = torch.cat([zero, cdf_q[:, :-1]], dim=1)
+    lo = (1 - lam) * torch.gather(lower, 1, k) + lam * torch.gather(lower, 1, k1)
+    hi = (1 - lam) * torch.gather(upper, 1, k) + lam * torch.gather(upper, 1, k1)
+    width = torch.clamp(hi - lo, min=torch.finfo(q.dtype).tiny)
+    # Destination ranks whose cdf interval overlaps [lo, hi].
+    d_lower = torch.cat([zero, cdf_d[:, :-1]], dim=1)
+    # They run from the first whose cdf exceeds lo to the first whose cdf
+    # reaches hi; counted exactly, as zero-weight ranks in between take
+    # slots too.
+    r0 = torch.searchsorted(cdf_d.contiguous(), lo.contiguous(), right=True)
+    r0 = torch.clamp(r0, max=m - 1)
+    r1 = torch.searchsorted(cdf_d.contiguous(), hi.contiguous())
+    r1 = torch.clamp(r1, max=m - 1)
+    window = max(int(torch.max(r1 - r0)) + 1, 1)
+    ranks = torch.clamp(
+        r0[:, :, None] + torch.arange(window, device=q.device), max=m - 1
+    )
+    c_hi = torch.gather(cdf_d, 1, ranks.reshape(L, -1)).reshape(ranks.shape)
+    c_lo = torch.gather(d_lower, 1, ranks.reshape(L, -1)).reshape(ranks.shape)
+    overlap = torch.minimum(c_hi, hi[:, :, None]) - torch.maximum(c_lo, lo[:, :, None])
+    overlap = torch.clamp(overlap, min=0.0)
+    # clamped duplicates of the last rank must not count twice
+    dup = torch.zeros_like(overlap, dtype=torch.bool)
+    dup[:, :, 1:] = ranks[:, :, 1:] == ranks[:, :, :-1]
+    overlap = torch.where(dup, 0.0, overlap)
+    mass = overlap / width[:, :, None] * plans.weights[:, None, None]
+    dest_idx = torch.gather(order_d, 1, ranks.reshape(L, -1)).reshape(ranks.shape)
+    ref = q.new_zeros(q.shape[0], m)
+    ref.scatter_add_(
+        1,
+        dest_idx.permute(1, 0, 2).reshape(q.shape[0], -1),
+        mass.permute(1, 0, 2).reshape(q.shape[0], -1),
+    )
+    ref = (1 - smoothing) * ref + smoothing * weights[None, :]
+    return torch.log(ref)
 
 
 def sliced_reference_plan(

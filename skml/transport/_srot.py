@@ -1,7 +1,6 @@
 """Sliced-regularized optimal transport (Nguyen 2026): plans, divergence and an
 sklearn transformer."""
 
-import math
 from numbers import Integral, Real
 
 import numpy as np
@@ -16,9 +15,9 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ..utils import resolve_device, to_numpy, to_tensor
+from ..utils import TorchEstimatorMixin, resolve_device, to_numpy, to_tensor
 from ._sinkhorn import entropic_cost, sinkhorn_log
-from ._sliced import compute_sliced_plans
+from ._sliced import compute_sliced_plans, query_reference_log
 from ._validation import METRICS, check_weights, pairwise_cost
 
 # Cost added between points of different classes (times the largest cost).
@@ -273,7 +272,9 @@ def _srot_value(
     return torch.sum(C * P) + eps * kl
 
 
-class SROTransport(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
+class SROTransport(
+    TorchEstimatorMixin, OneToOneFeatureMixin, TransformerMixin, BaseEstimator
+):
     """Sliced-regularized optimal transport between a source and a target cloud.
 
     Fits the optimal plan of ``min_P <C, P> + eps KL(P || R)`` where the
@@ -324,8 +325,10 @@ class SROTransport(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         equals the barycentric map on the fitted points).
     random_state : int, RandomState instance or None, default=None
         Seeds the projections and the default standard normal target.
-    device : str, default="cpu"
-        ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
+    device : str or torch.device, default="cpu"
+        ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``. A model fitted on a
+        GPU and loaded where that GPU is absent runs on the CPU (with a
+        :class:`~skml.utils.DeviceFallbackWarning`).
 
     Attributes
     ----------
@@ -344,7 +347,7 @@ class SROTransport(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     X_target_ : ndarray of shape (n_target, n_features)
         The target samples.
     device_ : torch.device
-        The resolved device.
+        The resolved device (the CPU after a fallback).
     n_features_in_ : int
         Number of features seen during ``fit``.
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
@@ -397,7 +400,7 @@ class SROTransport(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         "n_refinements": [Interval(Integral, 0, None, closed="left")],
         "out_of_sample": [StrOptions({"entropic_map"})],
         "random_state": ["random_state"],
-        "device": [str],
+        **TorchEstimatorMixin._parameter_constraints,
     }
 
     def __init__(
@@ -468,60 +471,58 @@ class SROTransport(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             X_target = rng.standard_normal(X.shape)
         else:
             X_target = validate_data(self, X_target, reset=False, dtype=np.float64)
-        self.device_ = resolve_device(self.device)
-        dev = self.device_
-        a = to_tensor(check_weights(sample_weight, X.shape[0], "sample_weight"), dev)
-        b = to_tensor(
-            check_weights(target_weight, X_target.shape[0], "target_weight"), dev
-        )
-        Xs, Xt = to_tensor(X, dev), to_tensor(X_target, dev)
-        C = pairwise_cost(Xs, Xt, self.metric)
-        self.eps_ = self.reg * _median_cost(C, rng)
-        if y is not None and y_target is not None:
-            C = self._label_penalty(C, y, y_target, X.shape[0], X_target.shape[0])
-        seed = rng.randint(2**31)
-        if self.reference == "sliced":
-            plans = compute_sliced_plans(
-                Xs,
-                Xt,
-                a,
-                b,
-                n_projections=self.n_projections,
-                beta=self.beta,
-                metric=self.metric,
-                random_state=seed,
-            )
-            R = plans.dense(
-                X.shape[0], X_target.shape[0], self.reference_smoothing, a, b
-            )
-        else:
-            plans = None
-            R = a[:, None] * b[None, :]
-        stages = []
-        n_iter = 0
-        reference = R
-        for _ in range(self.n_refinements + 1):
-            with np.errstate(divide="ignore"):
-                log_R = torch.log(reference)
-            result = sinkhorn_log(
-                a, b, C, self.eps_, log_R, max_iter=self.max_iter, tol=self.tol
-            )
-            n_iter += result["n_iter"]
-            stages.append((result["f"], result["g"]))
-            P = result["plan"]
-            reference = (
-                1 - self.reference_smoothing
-            ) * P + self.reference_smoothing * (a[:, None] * b[None, :])
-        self.coupling_ = to_numpy(P)
-        self.reference_plan_ = to_numpy(R)
-        self.cost_ = to_numpy(C)
-        self.potentials_ = (to_numpy(stages[-1][0]), to_numpy(stages[-1][1]))
-        self.n_iter_ = n_iter
-        self.X_target_ = X_target
-        self.X_fit_ = X
-        self.a_, self.b_ = to_numpy(a), to_numpy(b)
-        self.stage_potentials_ = [(to_numpy(f), to_numpy(g)) for f, g in stages]
-        self.sliced_plans_ = None if plans is None else plans.to("cpu")
+        dev = self._fit_device()
+        n, m = X.shape[0], X_target.shape[0]
+        # One Sinkhorn iteration touches the n x m cost.
+        with self._threads(work=n * m):
+            a = to_tensor(check_weights(sample_weight, n, "sample_weight"), dev)
+            b = to_tensor(check_weights(target_weight, m, "target_weight"), dev)
+            Xs, Xt = to_tensor(X, dev), to_tensor(X_target, dev)
+            C = pairwise_cost(Xs, Xt, self.metric)
+            self.eps_ = self.reg * _median_cost(C, rng)
+            if y is not None and y_target is not None:
+                C = self._label_penalty(C, y, y_target, n, m)
+            seed = rng.randint(2**31)
+            if self.reference == "sliced":
+                plans = compute_sliced_plans(
+                    Xs,
+                    Xt,
+                    a,
+                    b,
+                    n_projections=self.n_projections,
+                    beta=self.beta,
+                    metric=self.metric,
+                    random_state=seed,
+                )
+                R = plans.dense(n, m, self.reference_smoothing, a, b)
+            else:
+                plans = None
+                R = a[:, None] * b[None, :]
+            stages = []
+            n_iter = 0
+            reference = R
+            for _ in range(self.n_refinements + 1):
+                with np.errstate(divide="ignore"):
+                    log_R = torch.log(reference)
+                result = sinkhorn_log(
+                    a, b, C, self.eps_, log_R, max_iter=self.max_iter, tol=self.tol
+                )
+                n_iter += result["n_iter"]
+                stages.append((result["f"], result["g"]))
+                P = result["plan"]
+                reference = (
+                    1 - self.reference_smoothing
+                ) * P + self.reference_smoothing * (a[:, None] * b[None, :])
+            self.coupling_ = to_numpy(P)
+            self.reference_plan_ = to_numpy(R)
+            self.cost_ = to_numpy(C)
+            self.potentials_ = (to_numpy(stages[-1][0]), to_numpy(stages[-1][1]))
+            self.n_iter_ = n_iter
+            self.X_target_ = X_target
+            self.X_fit_ = X
+            self.a_, self.b_ = to_numpy(a), to_numpy(b)
+            self.stage_potentials_ = [(to_numpy(f), to_numpy(g)) for f, g in stages]
+            self.sliced_plans_ = None if plans is None else plans.to_numpy()
         return self
 
     def _label_penalty(self, C, y, y_target, n, m):
@@ -592,100 +593,38 @@ class SROTransport(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         return out
 
     def _out_of_sample(self, Q, forward):
-        dev = self.device_ if torch.cuda.is_available() else torch.device("cpu")
+        dev = self._predict_device()
+        dest = self.X_target_ if forward else self.X_fit_
+        # One chunk's cost and weights are (chunk, n_dest).
+        with self._threads(work=min(Q.shape[0], _CHUNK) * dest.shape[0]):
+            return self._entropic_map(Q, forward, dev)
+
+    def _entropic_map(self, Q, forward, dev):
         dest = to_tensor(self.X_target_ if forward else self.X_fit_, dev)
         weights = to_tensor(self.b_ if forward else self.a_, dev)
+        plans = None if self.sliced_plans_ is None else self.sliced_plans_.to(dev)
+        potentials = [
+            to_tensor(g if forward else f, dev) for f, g in self.stage_potentials_
+        ]
         out = []
         for start in range(0, Q.shape[0], _CHUNK):
             q = to_tensor(Q[start : start + _CHUNK], dev)
             cost = pairwise_cost(q, dest, self.metric)
-            log_ref = self._query_reference(q, forward, dev)
-            for k, (f, g) in enumerate(self.stage_potentials_):
-                pot = to_tensor(g if forward else f, dev)
+            log_ref = self._query_reference(q, forward, plans, weights)
+            for k, pot in enumerate(potentials):
                 log_w = log_ref + (pot[None, :] - cost) / self.eps_
                 log_w = log_w - torch.logsumexp(log_w, dim=1, keepdim=True)
-                if k + 1 < len(self.stage_potentials_):
+                if k + 1 < len(potentials):
                     alpha = self.reference_smoothing
                     # the next solve's reference: (1 - alpha) P + alpha a b'
                     mixed = (1 - alpha) * torch.exp(log_w) + alpha * weights[None, :]
-                    with np.errstate(divide="ignore"):
-                        log_ref = torch.log(mixed)
+                    log_ref = torch.log(mixed)
             out.append(to_numpy(torch.exp(log_w) @ dest))
         return np.vstack(out)
 
-    def _query_reference(self, q, forward, dev):
-        """log R(x, .) / a(x) of new points: the slices' 1-D maps, interpolated."""
-        weights = to_tensor(self.b_ if forward else self.a_, dev)
-        if self.sliced_plans_ is None:
+    def _query_reference(self, q, forward, plans, weights):
+        """log R(x, .) / a(x) of new points (see :func:`query_reference_log`)."""
+        if plans is None:
+            # the independent reference: R(x, .) / a(x) = b
             return torch.log(weights)[None, :].expand(q.shape[0], -1).clone()
-        plans = self.sliced_plans_.to(dev)
-        if forward:
-            proj, cdf_q, cdf_d, order_d = (
-                plans.proj_s,
-                plans.cdf_s,
-                plans.cdf_t,
-                plans.order_t,
-            )
-        else:
-            proj, cdf_q, cdf_d, order_d = (
-                plans.proj_t,
-                plans.cdf_t,
-                plans.cdf_s,
-                plans.order_s,
-            )
-        L, n_q = proj.shape
-        m = cdf_d.shape[1]
-        t = (q @ plans.directions).T  # (L, nq)
-        k = torch.searchsorted(proj.contiguous(), t.contiguous(), right=True) - 1
-        k = torch.clamp(k, 0, n_q - 1)
-        k1 = torch.clamp(k + 1, max=n_q - 1)
-        s0 = torch.gather(proj, 1, k)
-        s1 = torch.gather(proj, 1, k1)
-        gap = s1 - s0
-        lam = torch.where(gap > 0, (t - s0) / torch.where(gap > 0, gap, 1.0), 0.0)
-        lam = torch.clamp(lam, 0.0, 1.0)
-        zero = cdf_q.new_zeros(L, 1)
-        upper = cdf_q
-        lower = torch.cat([zero, cdf_q[:, :-1]], dim=1)
-        lo = (1 - lam) * torch.gather(lower, 1, k) + lam * torch.gather(lower, 1, k1)
-        hi = (1 - lam) * torch.gather(upper, 1, k) + lam * torch.gather(upper, 1, k1)
-        width = torch.clamp(hi - lo, min=torch.finfo(q.dtype).tiny)
-        # Destination ranks whose cdf interval overlaps [lo, hi].
-        d_lower = torch.cat([zero, cdf_d[:, :-1]], dim=1)
-        w_q = torch.diff(torch.cat([zero, cdf_q], dim=1), dim=1)
-        w_d = torch.diff(torch.cat([zero, cdf_d], dim=1), dim=1)
-        positive = w_d[w_d > 0]
-        window = int(math.ceil(float(w_q.max()) / float(positive.min()))) + 2
-        window = min(window, m)
-        r0 = torch.searchsorted(cdf_d.contiguous(), lo.contiguous(), right=True)
-        r0 = torch.clamp(r0, max=m - 1)
-        ranks = torch.clamp(
-            r0[:, :, None] + torch.arange(window, device=dev), max=m - 1
-        )
-        c_hi = torch.gather(cdf_d, 1, ranks.reshape(L, -1)).reshape(ranks.shape)
-        c_lo = torch.gather(d_lower, 1, ranks.reshape(L, -1)).reshape(ranks.shape)
-        overlap = torch.minimum(c_hi, hi[:, :, None]) - torch.maximum(
-            c_lo, lo[:, :, None]
-        )
-        overlap = torch.clamp(overlap, min=0.0)
-        # clamped duplicates of the last rank must not count twice
-        dup = torch.zeros_like(overlap, dtype=torch.bool)
-        dup[:, :, 1:] = ranks[:, :, 1:] == ranks[:, :, :-1]
-        overlap = torch.where(dup, 0.0, overlap)
-        mass = overlap / width[:, :, None] * plans.weights[:, None, None]
-        dest_idx = torch.gather(order_d, 1, ranks.reshape(L, -1)).reshape(ranks.shape)
-        ref = q.new_zeros(q.shape[0], m)
-        ref.scatter_add_(
-            1,
-            dest_idx.permute(1, 0, 2).reshape(q.shape[0], -1),
-            mass.permute(1, 0, 2).reshape(q.shape[0], -1),
-        )
-        alpha = self.reference_smoothing
-        ref = (1 - alpha) * ref + alpha * weights[None, :]
-        with np.errstate(divide="ignore"):
-            return torch.log(ref)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.non_deterministic = self.device != "cpu"
-        return tags
+        return query_reference_log(plans, q, weights, self.reference_smoothing, forward)

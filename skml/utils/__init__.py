@@ -1,4 +1,5 @@
-"""Shared machinery: device handling, conversion, discovery, tables.
+"""Shared machinery: the torch-estimator base, devices, threads, conversion,
+discovery, tables.
 
 Nothing here knows about any paper.
 """
@@ -12,18 +13,29 @@ from ._device import (
     to_tensor,
 )
 from ._discovery import all_estimators
+from ._estimator import DeviceFallbackWarning, TorchEstimatorMixin, find_tensors
+from ._groups import cell_sums, encode_groups
 from ._stats import weighted_quantile
 from ._table import format_table, progress
+from ._threads import thread_budget, threads_for, torch_threads
 
 __all__ = [
     "ACCEPTED_DEVICES",
+    "DeviceFallbackWarning",
+    "TorchEstimatorMixin",
     "all_estimators",
+    "cell_sums",
+    "encode_groups",
+    "find_tensors",
     "format_table",
     "make_generator",
     "progress",
     "resolve_device",
     "resolve_dtype",
+    "thread_budget",
+    "threads_for",
     "to_numpy",
     "to_tensor",
+    "torch_threads",
     "weighted_quantile",
 ]

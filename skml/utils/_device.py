@@ -19,7 +19,7 @@ def resolve_device(device):
 
     Parameters
     ----------
-    device : str
+    device : str or torch.device
         ``"cpu"``, ``"cuda"``, ``"cuda:N"`` (GPU number N) or ``"auto"``
         (``"cuda"`` when torch sees a GPU, otherwise ``"cpu"``).
 
@@ -31,7 +31,7 @@ def resolve_device(device):
     Raises
     ------
     TypeError
-        If ``device`` is not a string.
+        If ``device`` is neither a string nor a :class:`torch.device`.
     ValueError
         If the string is not one of the accepted values, or names a CUDA
         device that this machine does not have.
@@ -50,7 +50,7 @@ def resolve_device(device):
         device = str(device)
     if not isinstance(device, str):
         raise TypeError(
-            f"device must be a string such as 'cpu' or 'cuda', got "
+            "device must be a string such as 'cpu' or 'cuda', or a torch.device; got "
             f"{type(device).__name__}: {device!r}."
         )
     name = device.strip().lower()

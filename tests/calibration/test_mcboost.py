@@ -6,7 +6,6 @@ import pytest
 import torch
 from sklearn import config_context
 from sklearn.base import clone
-from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
@@ -16,7 +15,6 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeRegressor
 
 from skml.calibration import MCBoostClassifier, MCBoostRegressor
-from skml.calibration._mcboost import _batched_ridge
 from skml.datasets import make_multicalibration_regression
 from skml.metrics import multicalibration_error, worst_group_bucket_residual
 
@@ -219,44 +217,6 @@ def test_worst_bucket_update_changes_one_bucket(s2, update):
         assert nonzero.sum() == len(model.rounds_[0]["edges"]) + 1
 
 
-def test_batched_ridge_matches_sklearn_ridge():
-    rng = np.random.default_rng(0)
-    n, d, m = 300, 5, 3
-    X = rng.normal(size=(n, d))
-    y = X @ rng.normal(size=d) + 2.0 + rng.normal(size=n)
-    w = rng.random(n) + 0.5
-    bucket = rng.integers(0, m, n)
-    Z = np.column_stack([np.ones(n), X])
-    coef, _ = _batched_ridge(
-        *map(torch.as_tensor, (Z, y, w, w, bucket)), m=m, alpha=3.0
-    )
-    for j in range(m):
-        rows = bucket == j
-        ref = Ridge(alpha=3.0).fit(X[rows], y[rows], sample_weight=w[rows])
-        np.testing.assert_allclose(coef[j, 1:].numpy(), ref.coef_, rtol=1e-9)
-        np.testing.assert_allclose(coef[j, 0].item(), ref.intercept_, rtol=1e-9)
-
-
-def test_gcv_alpha_shrinks_pure_noise():
-    rng = np.random.default_rng(1)
-    n, d = 400, 20
-    X = rng.normal(size=(n, d))
-    Z = np.column_stack([np.ones(n), X])
-    noise = rng.normal(size=n)
-    signal = noise + 3 * X[:, 0]
-    ones = np.ones(n)
-    bucket = np.zeros(n, dtype=int)
-    args = [torch.as_tensor(a) for a in (Z, noise, ones, ones, bucket)]
-    coef_noise, _ = _batched_ridge(*args, m=1, alpha="gcv")
-    coef_ols, _ = _batched_ridge(*args, m=1, alpha=0.0)
-    args[1] = torch.as_tensor(signal)
-    coef_signal, _ = _batched_ridge(*args, m=1, alpha="gcv")
-    # GCV keeps the real slope and shrinks the fit to pure noise hard
-    assert abs(coef_signal[0, 1].item() - 3.0) < 0.2
-    norm = torch.linalg.norm
-    assert norm(coef_noise[0, 1:]) < 0.5 * norm(coef_ols[0, 1:])
-
-
 def test_poisson_loss():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(3000, 3))
@@ -376,7 +336,130 @@ def test_cpu_and_cuda_agree(s2):
         pickle.loads(pickle.dumps(gpu_model))
 
 
-def test_hgb_base_is_refitted_on_all_rows(s1):
-    model = MCBoostRegressor(HistGradientBoostingRegressor(max_iter=20), cv=2)
-    model.fit(s1.X_audit[:400], s1.y_audit[:400])
-    assert model.estimator_.n_iter_ == 20
+@pytest.mark.parametrize("risk_tolerance", [0.0, 0.01])
+@pytest.mark.parametrize("rule", ["holdout", "cv"])
+def test_selected_rounds_are_refitted_on_all_rows(s2, rule, risk_tolerance):
+    fit_kw = {"groups": s2.groups_audit}
+    model, pred = _fit_predict(s2, early_stopping=rule, risk_tolerance=risk_tolerance)
+    curve = model.validation_score_
+    # the documented choice: the last round within risk_tolerance of the best
+    best = np.min(curve)
+    chosen = np.flatnonzero(curve <= best + risk_tolerance * abs(best))[-1]
+    if risk_tolerance == 0:
+        assert chosen == np.argmin(curve)
+    assert model.n_iter_ == chosen
+    assert model.n_iter_ >= 1  # else both sides below are the base model
+    # the refit is a plain fit of that many rounds on every audit row
+    plain = MCBoostRegressor(
+        s2.estimator, early_stopping=False, max_iter=model.n_iter_, random_state=0
+    ).fit(s2.X_audit, s2.y_audit, **fit_kw)
+    np.testing.assert_allclose(
+        pred, plain.predict(s2.X_test, groups=s2.groups_test), rtol=1e-12, atol=1e-12
+    )
+    np.testing.assert_allclose(model.train_score_, plain.train_score_, rtol=1e-12)
+    base_mse = np.mean((s2.y_audit - s2.estimator.predict(s2.X_audit)) ** 2)
+    assert model.train_score_[0] == pytest.approx(base_mse, rel=1e-12)
+    # one round fewer is a different model, so the comparison above can fail
+    shorter = MCBoostRegressor(
+        s2.estimator, early_stopping=False, max_iter=model.n_iter_ - 1, random_state=0
+    ).fit(s2.X_audit, s2.y_audit, **fit_kw)
+    assert not np.allclose(pred, shorter.predict(s2.X_test, groups=s2.groups_test))
+
+
+def _weighted_problem():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 3))
+    y = X[:, 0] + 0.3 * rng.normal(size=300)
+    w = rng.random(300) + 0.1
+    w[:30] = 0.0
+    return X, y, w
+
+
+class _WeightSpy(Ridge):
+    """Ridge that records the sample_weight its fit received."""
+
+    def fit(self, X, y, sample_weight=None):
+        self.seen_weight_ = sample_weight
+        return super().fit(X, y, sample_weight=sample_weight)
+
+
+def test_routing_sends_sample_weight_to_a_requesting_base_model():
+    X, y, w = _weighted_problem()
+    with config_context(enable_metadata_routing=True):
+        model = MCBoostRegressor(
+            _WeightSpy().set_fit_request(sample_weight=True), random_state=0
+        ).fit(X, y, sample_weight=w)
+        np.testing.assert_array_equal(model.estimator_.seen_weight_, w)
+        routed = model.predict(X)
+        # a base model that declines the weight is fitted without it
+        declined = MCBoostRegressor(
+            _WeightSpy().set_fit_request(sample_weight=False), random_state=0
+        ).fit(X, y, sample_weight=w)
+        assert declined.estimator_.seen_weight_ is None
+        # one that did not say is an error naming the estimator, as in sklearn
+        with pytest.raises(Exception, match="sample_weight"):
+            MCBoostRegressor(_WeightSpy(), random_state=0).fit(X, y, sample_weight=w)
+    # routing on or off, a requested weight gives the same model
+    plain = MCBoostRegressor(_WeightSpy(), random_state=0).fit(X, y, sample_weight=w)
+    np.testing.assert_allclose(routed, plain.predict(X), rtol=1e-12)
+    assert not np.allclose(
+        routed, MCBoostRegressor(_WeightSpy(), random_state=0).fit(X, y).predict(X)
+    )
+
+
+def test_routing_inside_grid_search():
+    X, y, w = _weighted_problem()
+    with config_context(enable_metadata_routing=True):
+        est = MCBoostRegressor(
+            _WeightSpy().set_fit_request(sample_weight=True), random_state=0
+        )
+        est.set_fit_request(sample_weight=True).set_score_request(sample_weight=False)
+        routing = est.get_metadata_routing()
+        assert routing.consumes("fit", ["sample_weight"]) == {"sample_weight"}
+        search = GridSearchCV(est, {"learning_rate": [0.3, 0.5]}, cv=2)
+        search.fit(X, y, sample_weight=w)
+    assert np.all(np.isfinite(search.cv_results_["mean_test_score"]))
+    np.testing.assert_array_equal(search.best_estimator_.estimator_.seen_weight_, w)
+
+
+def test_routing_gives_the_splitter_its_metadata():
+    from sklearn.model_selection import GroupKFold
+
+    class SpyGroupKFold(GroupKFold):
+        seen = []
+
+        def split(self, X, y=None, groups=None):
+            SpyGroupKFold.seen.append(groups)
+            return super().split(X, y, groups)
+
+    X, y, w = _weighted_problem()
+    labels = np.repeat(np.arange(6), 50)
+    with config_context(enable_metadata_routing=True):
+        # the audit groups double as the group-aware splitter's groups (the
+        # name clash documented in the Notes)
+        est = MCBoostRegressor(_WeightSpy(), cv=SpyGroupKFold(3), random_state=0)
+        est.fit(X, y, groups=labels)
+    received = [g for g in SpyGroupKFold.seen if g is not None]
+    # cross-fitting of the base model and the cv stopping rule both split by group
+    assert len(received) >= 2
+    assert all(np.array_equal(g, labels) for g in received)
+
+
+def test_fold_gram_from_the_full_gram_equals_a_direct_one():
+    from skml.calibration._mcboost import _Data
+    from skml.calibration._mcboost_kernels import weighted_gram
+
+    rng = np.random.default_rng(0)
+    n = 120
+    X = torch.as_tensor(rng.normal(size=(n, 4)))
+    w = torch.as_tensor(rng.random(n))
+    data = _Data(X, X.numpy(), w, w, None, w, Zs=X)
+    perm = rng.permutation(n)
+    train, val = data.split(np.sort(perm[30:]), np.sort(perm[:30]))
+    direct = weighted_gram(train.Zs, train.w)
+    np.testing.assert_allclose(train.static_gram(), direct, rtol=1e-10)
+    # rows that do not partition the data get their own Gram matrix
+    train, _ = data.split(np.arange(60), np.arange(60, 90))
+    np.testing.assert_allclose(
+        train.static_gram(), weighted_gram(X[:60], w[:60]), rtol=1e-12
+    )

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from skml.transport import sliced_reference_plan
-from skml.transport._sliced import compute_sliced_plans
+from skml.transport._sliced import compute_sliced_plans, query_reference_log
+from skml.utils import find_tensors
 
 
 @pytest.mark.parametrize("n, m", [(30, 30), (30, 17)])
@@ -80,3 +81,113 @@ def test_bad_inputs():
         sliced_reference_plan(X, X, reference_smoothing=2.0)
     with pytest.raises(ValueError, match="metric"):
         sliced_reference_plan(X, X, metric="cosine")
+
+
+def _plans(n, m, d, *, a=None, b=None, seed=0, **kw):
+    rng = np.random.default_rng(seed)
+    Xs = torch.as_tensor(rng.normal(size=(n, d)))
+    Xt = torch.as_tensor(rng.normal(size=(m, d)) + 0.5)
+    a = torch.full((n,), 1 / n, dtype=torch.float64) if a is None else a
+    b = torch.full((m,), 1 / m, dtype=torch.float64) if b is None else b
+    kw = {"n_projections": 16, "beta": 2.0, "metric": "sqeuclidean", **kw}
+    plans = compute_sliced_plans(Xs, Xt, a, b, random_state=seed, **kw)
+    return Xs, Xt, a, b, plans
+
+
+def _random_weights(size, seed):
+    w = torch.as_tensor(np.random.default_rng(seed).random(size) + 0.1)
+    return w / w.sum()
+
+
+def test_numpy_form_round_trips():
+    _, _, _, _, plans = _plans(20, 15, 3)
+    stored = plans.to_numpy()
+    assert find_tensors(stored) == []
+    back = stored.to("cpu")
+    for name, value in vars(plans).items():
+        assert isinstance(getattr(stored, name), np.ndarray)
+        restored = getattr(back, name)
+        # integer fields (orders, COO indices) stay int64 for gather/index_add
+        assert restored.dtype == value.dtype
+        assert torch.equal(restored, value)
+    assert back.order_s.dtype == torch.int64 and back.src.dtype == torch.int64
+
+
+@pytest.mark.parametrize("forward", [True, False])
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_query_reference_on_fitted_points_is_the_dense_row(forward, smoothing):
+    n, m = 25, 18
+    a, b = _random_weights(n, 1), _random_weights(m, 2)
+    Xs, Xt, a, b, plans = _plans(n, m, 3, a=a, b=b)
+    R = plans.dense(n, m, smoothing, a, b)
+    if forward:
+        log_ref = query_reference_log(plans, Xs, b, smoothing, True)
+        expected = R / a[:, None]
+    else:
+        log_ref = query_reference_log(plans, Xt, a, smoothing, False)
+        expected = (R / b[None, :]).T
+    np.testing.assert_allclose(torch.exp(log_ref), expected, atol=1e-12)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.05])
+def test_query_reference_rows_are_normalised(smoothing):
+    # Each slice sends the query's cdf interval onto destination intervals
+    # that cover it, so every row sums to 1 for any normalised weights, also
+    # for points far outside the clouds.
+    n, m = 12, 40
+    a = _random_weights(n, 3)
+    b = torch.zeros(m, dtype=torch.float64)
+    # exact (dyadic) weights with zero-weight destinations between the
+    # positive ones: the overlap window must count the empty ranks too
+    b[np.random.default_rng(4).choice(m, 8, replace=False)] = 1 / 8
+    _, _, _, _, plans = _plans(n, m, 2, a=a, b=b)
+    q = torch.as_tensor(np.random.default_rng(5).normal(size=(200, 2)) * 3)
+    ref = torch.exp(query_reference_log(plans, q, b, smoothing, True))
+    assert torch.all(ref >= 0)
+    np.testing.assert_allclose(ref.sum(1), 1.0, atol=1e-12)
+    # zero-weight destinations receive nothing
+    assert torch.all(ref[:, b == 0] == 0)
+
+
+def test_query_reference_interpolates_between_neighbours_in_one_dimension():
+    # 1-D, uniform, n = m: every slice matches the k-th smallest source point
+    # to the k-th smallest target point, and a point between two neighbouring
+    # source points splits its row between their targets in proportion.
+    n = 10
+    Xs, Xt, a, b, plans = _plans(n, n, 1, beta=0.0, n_projections=3)
+    xs = torch.sort(Xs[:, 0]).values
+    target_of_rank = torch.argsort(Xt[:, 0])
+    k = 4
+    for lam in [0.0, 0.3, 0.7, 1.0]:
+        q = ((1 - lam) * xs[k] + lam * xs[k + 1]).reshape(1, 1)
+        ref = torch.exp(query_reference_log(plans, q, b, 0.0, True))[0]
+        expected = torch.zeros(n, dtype=torch.float64)
+        expected[target_of_rank[k]] += 1 - lam
+        expected[target_of_rank[k + 1]] += lam
+        np.testing.assert_allclose(ref, expected, atol=1e-12)
+
+
+def test_query_reference_is_continuous():
+    # Piecewise linear in the point: away from the kinks the change is
+    # proportional to the step, so it vanishes with it.
+    _, _, _, b, plans = _plans(50, 40, 3)
+    rng = np.random.default_rng(6)
+    q = torch.as_tensor(rng.normal(size=(20, 3)))
+    u = torch.as_tensor(rng.normal(size=(20, 3)))
+    base = torch.exp(query_reference_log(plans, q, b, 0.01, True))
+    rates = []
+    for h in (1e-7, 1e-9):
+        moved = torch.exp(query_reference_log(plans, q + h * u, b, 0.01, True))
+        change = torch.abs(moved - base).sum(1)
+        assert torch.all(change < 1e3 * h)
+        rates.append(change / h)
+    assert torch.all(rates[0] > 0)
+    np.testing.assert_allclose(rates[1], rates[0], rtol=1e-4, atol=1e-6)
+
+
+def test_query_reference_from_the_numpy_form():
+    Xs, _, _, b, plans = _plans(30, 20, 2)
+    q = Xs + 0.05
+    expected = query_reference_log(plans, q, b, 0.01, True)
+    got = query_reference_log(plans.to_numpy().to(q.device), q, b, 0.01, True)
+    assert torch.equal(got, expected)

@@ -12,6 +12,7 @@ from skml.transport import (
     srot_divergence,
     srot_plan,
 )
+from skml.utils import DeviceFallbackWarning, find_tensors
 
 
 @pytest.fixture(scope="module")
@@ -232,6 +233,52 @@ def test_cuda_requested_without_cuda(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ValueError, match="CUDA is not available"):
         SROTransport(device="cuda").fit(np.zeros((5, 2)))
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{}, {"n_refinements": 1}, {"reference": "independent"}]
+)
+def test_fitted_model_holds_no_tensor(gaussians, kwargs):
+    Xs, Xt, _, _, _ = gaussians
+    model = SROTransport(random_state=0, **kwargs).fit(Xs[:60], X_target=Xt[:50])
+    model.transform(Xs[:5] + 0.1)
+    model.inverse_transform(Xt[:5] + 0.1)
+    assert find_tensors(model) == []
+    if model.sliced_plans_ is not None:
+        assert model.sliced_plans_.order_s.dtype == np.int64
+
+
+def test_torch_device_parameter(gaussians):
+    Xs, Xt, _, _, _ = gaussians
+    model = SROTransport(device=torch.device("cpu"), random_state=0)
+    model.fit(Xs, X_target=Xt)
+    assert model.device_ == torch.device("cpu")
+    reference = SROTransport(device="cpu", random_state=0).fit(Xs, X_target=Xt)
+    np.testing.assert_allclose(model.coupling_, reference.coupling_, rtol=1e-12)
+    np.testing.assert_allclose(
+        model.transform(Xs + 0.1), reference.transform(Xs + 0.1), rtol=1e-12
+    )
+
+
+def test_model_from_an_absent_gpu_runs_on_the_cpu(gaussians, monkeypatch):
+    # A model "fitted on cuda" loaded where CUDA is unavailable: its fitted
+    # state is numpy, so it unpickles, warns once and maps on the CPU.
+    Xs, Xt, _, _, _ = gaussians
+    cpu = SROTransport(random_state=0).fit(Xs, X_target=Xt)
+    model = pickle.loads(pickle.dumps(cpu))
+    model.device_ = torch.device("cuda")
+    blob = pickle.dumps(model)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    new = Xs + 0.1
+    with pytest.warns(DeviceFallbackWarning) as record:
+        loaded = pickle.loads(blob)
+        moved = loaded.transform(new)
+        back = loaded.inverse_transform(Xt + 0.1)
+    assert sum(issubclass(w.category, DeviceFallbackWarning) for w in record) == 1
+    assert loaded.device_ == torch.device("cpu")
+    assert loaded.device == "cpu"
+    np.testing.assert_allclose(moved, cpu.transform(new), rtol=1e-12)
+    np.testing.assert_allclose(back, cpu.inverse_transform(Xt + 0.1), rtol=1e-12)
 
 
 @pytest.mark.cuda

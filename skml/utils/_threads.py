@@ -1,0 +1,211 @@
+"""How many torch intra-op threads a computation gets.
+
+Measured on a 2-core machine (``shared/research/threads.md`` and the
+``threads`` part of ``python -m skml bench threads``): two threads make a
+large operation 1.5-2.5x faster on a quiet machine, but when another process
+keeps a core busy every parallel region waits for the thread that shares
+that core, and a matrix product with two threads ran 2-3x slower than with
+one (a tiny operation up to 5x slower). So the policy is:
+
+1. The budget is what the process was given: ``torch.get_num_threads()``
+   (which follows ``torch.set_num_threads``, ``OMP_NUM_THREADS``, a joblib
+   worker's share of the cores and ``threadpoolctl.threadpool_limits``),
+   capped by the cores the process may run on.
+2. An operation below ``PARALLEL_WORK`` runs single-threaded.
+3. A larger one uses the budget, capped by the cores that are idle now
+   (sampled from ``/proc/stat`` over 20 ms, cached for a second), so a
+   busy core is not waited on.
+4. ``SKML_NUM_THREADS=N`` in the environment pins the count: exactly N
+   threads for every operation, no sampling.
+"""
+
+import contextlib
+import math
+import os
+import threading
+import time
+
+import torch
+
+# Work (elements touched, or flops for products) of one operation below which
+# a second thread costs more than it gives: at 1e4 elements two threads were
+# 0.77x on a quiet core and 4.7x under contention.
+PARALLEL_WORK = 2e5
+# How long the idle sample of /proc/stat lasts (2 ticks of USER_HZ=100).
+_SAMPLE_SECONDS = 0.02
+# A sample is reused for this long.
+_SAMPLE_TTL = 1.0
+
+_local = threading.local()
+_sample_lock = threading.Lock()
+_sample = {"time": -math.inf, "idle": None}
+
+
+def _pinned():
+    value = os.environ.get("SKML_NUM_THREADS", "").strip()
+    if not value:
+        return None
+    try:
+        count = int(value)
+    except ValueError:
+        raise ValueError(
+            f"SKML_NUM_THREADS must be a positive integer, got {value!r}."
+        ) from None
+    if count < 1:
+        raise ValueError(f"SKML_NUM_THREADS must be a positive integer, got {count}.")
+    return count
+
+
+def _allowed_cores():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def thread_budget():
+    """The most torch threads skml may use in this process now.
+
+    Returns
+    -------
+    int
+        ``SKML_NUM_THREADS`` when set; otherwise ``torch.get_num_threads()``
+        (as set by the user, ``OMP_NUM_THREADS``, joblib or threadpoolctl),
+        capped by the cores this process may run on. Inside
+        :func:`torch_threads` it is the budget found on entry.
+
+    Examples
+    --------
+    >>> from skml.utils import thread_budget
+    >>> thread_budget() >= 1
+    True
+    """
+    pinned = _pinned()
+    if pinned is not None:
+        return pinned
+    outer = getattr(_local, "budget", None)
+    if outer is not None:
+        return outer
+    return max(1, min(torch.get_num_threads(), _allowed_cores()))
+
+
+def _read_cpu_times(cpus):
+    times = {}
+    with open("/proc/stat") as handle:
+        for line in handle:
+            if line.startswith("cpu") and line[3:4].isdigit():
+                parts = line.split()
+                cpu = int(parts[0][3:])
+                if cpu in cpus:
+                    values = [int(v) for v in parts[1:9]]
+                    # idle + iowait, total
+                    times[cpu] = (values[3] + values[4], sum(values))
+    return times
+
+
+def idle_cores():
+    """Cores of this process's affinity set that were idle a moment ago.
+
+    Two reads of ``/proc/stat`` 20 ms apart; the result is cached for a
+    second. Where ``/proc/stat`` is missing (not Linux) every allowed core
+    counts as idle.
+
+    Returns
+    -------
+    float
+        The summed idle fraction of the allowed cores (e.g. 1.0 when one of
+        two cores is busy).
+    """
+    now = time.monotonic()
+    with _sample_lock:
+        if now - _sample["time"] < _SAMPLE_TTL and _sample["idle"] is not None:
+            return _sample["idle"]
+    try:
+        cpus = os.sched_getaffinity(0)
+        before = _read_cpu_times(cpus)
+        time.sleep(_SAMPLE_SECONDS)
+        after = _read_cpu_times(cpus)
+        idle = 0.0
+        for cpu, (idle0, total0) in before.items():
+            idle1, total1 = after.get(cpu, (idle0, total0))
+            span = total1 - total0
+            idle += (idle1 - idle0) / span if span > 0 else 1.0
+        if not before:
+            idle = float(len(cpus))
+    except (AttributeError, OSError, ValueError):
+        idle = float(_allowed_cores())
+    with _sample_lock:
+        _sample.update(time=time.monotonic(), idle=idle)
+    return idle
+
+
+def threads_for(work):
+    """Threads for one operation of ``work`` (see the module's policy).
+
+    Parameters
+    ----------
+    work : float or None
+        Elements touched (or flops) by the operation; ``None`` means large.
+
+    Returns
+    -------
+    int
+
+    Examples
+    --------
+    >>> from skml.utils import threads_for
+    >>> threads_for(100)
+    1
+    """
+    pinned = _pinned()
+    if pinned is not None:
+        return pinned
+    budget = thread_budget()
+    if budget == 1 or (work is not None and work < PARALLEL_WORK):
+        return 1
+    # floor(idle + 0.25): a core that is busy a third of the time still
+    # makes a second thread wait on it.
+    free = int(math.floor(idle_cores() + 0.25))
+    return max(1, min(budget, free))
+
+
+@contextlib.contextmanager
+def torch_threads(work=None):
+    """Run a block with the torch thread count :func:`threads_for` chooses.
+
+    The count is restored on exit. Nested blocks choose within the budget
+    found by the outermost one, so an estimator can run single-threaded and
+    open a parallel block around its one large product.
+
+    Parameters
+    ----------
+    work : float or None, default=None
+        The size of the block's typical operation.
+
+    Yields
+    ------
+    int
+        The thread count in force.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skml.utils import torch_threads
+    >>> with torch_threads(work=10) as n:
+    ...     n, torch.get_num_threads()
+    (1, 1)
+    """
+    outer = getattr(_local, "budget", None)
+    if outer is None:
+        _local.budget = thread_budget()
+    previous = torch.get_num_threads()
+    count = threads_for(work)
+    try:
+        if count != previous:
+            torch.set_num_threads(count)
+        yield count
+    finally:
+        if torch.get_num_threads() != previous:
+            torch.set_num_threads(previous)
+        if outer is None:
+            _local.budget = None

@@ -1,0 +1,186 @@
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import Ridge
+
+from skml.calibration._mcboost_kernels import (
+    apply_coef,
+    batched_ridge,
+    bucket_edges,
+    bucket_moments,
+    cell_audit,
+    dynamic_design,
+    ridge_from_moments,
+    static_design,
+    weighted_gram,
+)
+
+
+def _t(*arrays):
+    return [torch.as_tensor(a) for a in arrays]
+
+
+@pytest.fixture
+def problem():
+    rng = np.random.default_rng(0)
+    n, d, g = 500, 3, 2
+    xs = rng.normal(size=(n, d))
+    fs = rng.normal(size=n)
+    G = (rng.random((n, g)) < 0.4).astype(float)
+    knots = np.sort(rng.normal(size=(d + 1, 2)), axis=1)
+    z = rng.normal(size=n)
+    W = rng.random(n) + 0.2
+    return xs, fs, G, knots, z, W
+
+
+def test_designs_match_their_closed_forms(problem):
+    xs, fs, G, knots, _, _ = problem
+    Zs = static_design(*_t(xs, G, knots[:-1]), interactions=True).numpy()
+    Zd = dynamic_design(*_t(fs, G, knots[-1]), interactions=True).numpy()
+    hinge = np.maximum(xs[:, :, None] - knots[None, :-1], 0).reshape(len(xs), -1)
+    gx = (G[:, :, None] * xs[:, None, :]).reshape(len(xs), -1)
+    expected_s = np.column_stack([np.ones(len(xs)), xs, hinge, G, gx])
+    expected_d = np.column_stack(
+        [fs, np.maximum(fs[:, None] - knots[-1][None], 0), G * fs[:, None]]
+    )
+    np.testing.assert_array_equal(Zs, expected_s)
+    np.testing.assert_array_equal(Zd, expected_d)
+    # without groups or knots only the linear part is left
+    plain = static_design(*_t(xs), None, None, interactions=True).numpy()
+    np.testing.assert_array_equal(plain, np.column_stack([np.ones(len(xs)), xs]))
+
+
+@pytest.mark.parametrize("with_dynamic", [True, False])
+def test_static_gram_reuse_equals_full_moments(problem, with_dynamic):
+    xs, fs, G, knots, z, W = problem
+    Zs = static_design(*_t(xs, G, knots[:-1]), interactions=True)
+    Zd = dynamic_design(*_t(fs, G, knots[-1]), interactions=True)
+    Zd = Zd if with_dynamic else None
+    zt, Wt = _t(z, W)
+    bucket = torch.zeros(len(z), dtype=torch.int64)
+    fast = bucket_moments(Zs, Zd, zt, Wt, bucket, 1, weighted_gram(Zs, Wt))
+    Z = Zs if Zd is None else torch.cat([Zs, Zd], 1)
+    ZW = Z * Wt[:, None]
+    expected = (ZW.T @ Z, ZW.T @ zt, torch.sum(Wt * zt**2))
+    for got, ref in zip(fast, expected):
+        np.testing.assert_allclose(got[0].numpy(), ref.numpy(), rtol=1e-12, atol=1e-9)
+
+
+def test_bucket_moments_per_bucket(problem):
+    xs, _, _, _, z, W = problem
+    rng = np.random.default_rng(1)
+    bucket = rng.integers(0, 3, len(z))
+    Z = np.column_stack([np.ones(len(z)), xs])
+    S2, Sz, zz = bucket_moments(*_t(Z), None, *_t(z, W, bucket), 3)
+    for j in range(3):
+        rows = bucket == j
+        Zj, Wj = Z[rows], W[rows]
+        np.testing.assert_allclose(S2[j].numpy(), (Zj * Wj[:, None]).T @ Zj)
+        np.testing.assert_allclose(Sz[j].numpy(), (Zj * Wj[:, None]).T @ z[rows])
+        np.testing.assert_allclose(zz[j].item(), np.sum(Wj * z[rows] ** 2))
+
+
+def test_batched_ridge_matches_sklearn_ridge():
+    rng = np.random.default_rng(0)
+    n, d, m = 300, 5, 3
+    X = rng.normal(size=(n, d))
+    y = X @ rng.normal(size=d) + 2.0 + rng.normal(size=n)
+    w = rng.random(n) + 0.5
+    bucket = rng.integers(0, m, n)
+    Z = np.column_stack([np.ones(n), X])
+    coef, _ = batched_ridge(*_t(Z, y, w, w, bucket), m=m, alpha=3.0)
+    for j in range(m):
+        rows = bucket == j
+        ref = Ridge(alpha=3.0).fit(X[rows], y[rows], sample_weight=w[rows])
+        np.testing.assert_allclose(coef[j, 1:].numpy(), ref.coef_, rtol=1e-9)
+        np.testing.assert_allclose(coef[j, 0].item(), ref.intercept_, rtol=1e-9)
+
+
+def test_gcv_alpha_shrinks_pure_noise():
+    rng = np.random.default_rng(1)
+    n, d = 400, 20
+    X = rng.normal(size=(n, d))
+    Z = np.column_stack([np.ones(n), X])
+    noise = rng.normal(size=n)
+    signal = noise + 3 * X[:, 0]
+    ones = np.ones(n)
+    bucket = np.zeros(n, dtype=int)
+    args = _t(Z, noise, ones, ones, bucket)
+    coef_noise, _ = batched_ridge(*args, m=1, alpha="gcv")
+    coef_ols, _ = batched_ridge(*args, m=1, alpha=0.0)
+    args[1] = torch.as_tensor(signal)
+    coef_signal, _ = batched_ridge(*args, m=1, alpha="gcv")
+    # GCV keeps the real slope and shrinks the fit to pure noise hard
+    assert abs(coef_signal[0, 1].item() - 3.0) < 0.2
+    norm = torch.linalg.norm
+    assert norm(coef_noise[0, 1:]) < 0.5 * norm(coef_ols[0, 1:])
+
+
+def test_ridge_gain_is_the_newton_decrease():
+    # gain = sum W (z delta - delta^2 / 2) at the ridge solution when alpha = 0
+    rng = np.random.default_rng(2)
+    n = 200
+    Z = np.column_stack([np.ones(n), rng.normal(size=(n, 2))])
+    z, W = rng.normal(size=n), rng.random(n) + 0.5
+    S2, Sz, zz = bucket_moments(*_t(Z), None, *_t(z, W), torch.zeros(n, dtype=int), 1)
+    coef, gain = ridge_from_moments(S2, Sz, zz, torch.tensor([W.sum()]), 0.0)
+    delta = Z @ coef[0].numpy()
+    np.testing.assert_allclose(gain.item(), np.sum(W * (z * delta - delta**2 / 2)))
+
+
+def test_apply_coef_blocks_equal_the_full_design(problem):
+    xs, fs, G, knots, _, _ = problem
+    Zs = static_design(*_t(xs, G, knots[:-1]), interactions=True)
+    Zd = dynamic_design(*_t(fs, G, knots[-1]), interactions=True)
+    Z = torch.cat([Zs, Zd], 1).numpy()
+    rng = np.random.default_rng(3)
+    coef = rng.normal(size=(4, Z.shape[1]))
+    bucket = rng.integers(0, 4, len(fs))
+    got = apply_coef(Zs, Zd, *_t(coef, bucket)).numpy()
+    np.testing.assert_allclose(got, np.sum(Z * coef[bucket], axis=1))
+    one = apply_coef(Zs, Zd, *_t(coef[:1], np.zeros_like(bucket))).numpy()
+    np.testing.assert_allclose(one, Z @ coef[0])
+
+
+def test_quantile_edges_split_the_weight_and_ignore_zero_weights():
+    rng = np.random.default_rng(4)
+    F = rng.normal(size=1000)
+    w = rng.random(1000)
+    w[:100] = 0.0
+    F[:100] = 50.0  # would drag the top edges if zero weights counted
+    edges = bucket_edges(*_t(F, w), "quantile", 4).numpy()
+    assert len(edges) == 3 and edges.max() < 5
+    bounds = zip([-99, *edges], [*edges, 99])
+    share = [w[(F > lo) & (F <= hi)].sum() for lo, hi in bounds]
+    np.testing.assert_allclose(np.array(share) / w.sum(), 0.25, atol=0.01)
+    # edges never sit on a row's score
+    assert not np.isin(edges, F).any()
+    uniform = bucket_edges(*_t(F[100:], w[100:]), "uniform", 4).numpy()
+    lo, hi = F[100:].min(), F[100:].max()
+    np.testing.assert_allclose(uniform, lo + (hi - lo) * np.array([0.25, 0.5, 0.75]))
+    assert bucket_edges(*_t(F, w), "none", 4).numel() == 0
+
+
+def test_cell_audit_matches_a_loop():
+    rng = np.random.default_rng(5)
+    n, m = 600, 3
+    r, w = rng.normal(size=n), rng.random(n) + 0.1
+    r[:50] += 1.5  # a biased corner of group 0 in bucket 0
+    G = (rng.random((n, 2)) < 0.5).astype(float)
+    G[:50, 0] = 1.0
+    bucket = rng.integers(0, m, n)
+    bucket[:50] = 0
+    z_max, bias_max, n_cells = cell_audit(*_t(r, w, G, bucket), m, 0.02)
+    H = np.column_stack([np.ones(n), G]).astype(bool)
+    zs, biases, count = [], [], 0
+    for g in range(3):
+        for j in range(m):
+            rows = H[:, g] & (bucket == j)
+            if w[rows].sum() >= 0.02 * w.sum():
+                s = np.sum(w[rows] * r[rows])
+                zs.append(abs(s) / np.sqrt(np.sum((w[rows] * r[rows]) ** 2)))
+                biases.append(abs(s) / w.sum())
+                count += 1
+    np.testing.assert_allclose(z_max, max(zs))
+    np.testing.assert_allclose(bias_max, max(biases))
+    assert n_cells == count

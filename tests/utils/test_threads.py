@@ -1,0 +1,91 @@
+import numpy as np
+import pytest
+import torch
+from threadpoolctl import threadpool_limits
+
+from skml.utils import _threads, thread_budget, threads_for, torch_threads
+
+
+@pytest.fixture(autouse=True)
+def fresh_sample(monkeypatch):
+    monkeypatch.delenv("SKML_NUM_THREADS", raising=False)
+    monkeypatch.setitem(_threads._sample, "time", -np.inf)
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def _fake_stat(monkeypatch, idle_share):
+    """/proc/stat readings where core c was idle idle_share[c] of 100 ticks."""
+    calls = {"n": 0}
+
+    def read(cpus):
+        calls["n"] += 1
+        ticks = 100 * (calls["n"] - 1)
+        return {c: (round(ticks * idle_share[c]), ticks) for c in sorted(cpus)}
+
+    monkeypatch.setattr(_threads, "_read_cpu_times", read)
+    monkeypatch.setattr(_threads.os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(_threads.time, "sleep", lambda s: None)
+
+
+def test_small_work_runs_single_threaded():
+    assert threads_for(10) == 1
+    with torch_threads(work=10) as n:
+        assert n == 1 == torch.get_num_threads()
+
+
+def test_busy_core_is_not_waited_on(monkeypatch):
+    torch.set_num_threads(2)
+    _fake_stat(monkeypatch, {0: 1.0, 1: 0.0})
+    assert _threads.idle_cores() == pytest.approx(1.0)
+    assert threads_for(1e9) == 1
+
+
+def test_quiet_cores_are_used(monkeypatch):
+    torch.set_num_threads(2)
+    _fake_stat(monkeypatch, {0: 1.0, 1: 0.95})
+    assert threads_for(1e9) == 2
+
+
+def test_budget_follows_torch_and_threadpoolctl():
+    torch.set_num_threads(1)
+    assert thread_budget() == 1 and threads_for(None) == 1
+    torch.set_num_threads(2)
+    with threadpool_limits(1):
+        assert thread_budget() == 1
+
+
+def test_environment_pins_the_count(monkeypatch):
+    monkeypatch.setenv("SKML_NUM_THREADS", "3")
+    assert threads_for(1) == 3
+    with torch_threads(work=1):
+        assert torch.get_num_threads() == 3
+    monkeypatch.setenv("SKML_NUM_THREADS", "two")
+    with pytest.raises(ValueError, match="SKML_NUM_THREADS"):
+        threads_for(1)
+
+
+def test_count_is_restored_also_on_error():
+    torch.set_num_threads(2)
+    with pytest.raises(RuntimeError), torch_threads(work=1):
+        assert torch.get_num_threads() == 1
+        raise RuntimeError
+    assert torch.get_num_threads() == 2
+
+
+def test_nested_block_chooses_within_the_outer_budget(monkeypatch):
+    torch.set_num_threads(2)
+    _fake_stat(monkeypatch, {0: 1.0, 1: 1.0})
+    with torch_threads(work=1):
+        assert torch.get_num_threads() == 1
+        # the budget is still 2: the large inner block may use both cores
+        with torch_threads(work=1e9) as inner:
+            assert inner == 2 == torch.get_num_threads()
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == 2
+
+
+def test_idle_cores_is_a_share_of_the_allowed_cores():
+    idle = _threads.idle_cores()
+    assert 0.0 <= idle <= len(_threads.os.sched_getaffinity(0)) + 1e-9
