@@ -24,8 +24,15 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ..utils import resolve_device, to_numpy, to_tensor, weighted_quantile
+from ..utils import TorchEstimatorMixin, to_numpy, to_tensor, weighted_quantile
 from ._diversity import head_diversity_index
+from ._nw_kernels import (
+    _effective,
+    _gradient_outer_product,
+    _loo_heads,
+    _predict_heads,
+    _train,
+)
 
 # Entries of one (heads x queries x keys) block: bounds memory in fit and
 # predict to O(block) whatever n_train and n_test are. At 2**23 float64
@@ -33,128 +40,18 @@ from ._diversity import head_diversity_index
 # blocks of 2**20-2**22 entries fragmented the heap (peak RSS 3.5 GB instead
 # of 0.9 GB when predicting 10,000 rows against 10,000 keys).
 _BLOCK = 2**23
-# Ridge on the local covariance of the local-linear fit, relative to its trace.
-_LOCAL_RIDGE = 1e-3
 # Training rows used to score each candidate of head_allocation="cv".
 _CV_ROWS = 1000
-# Kernel width of the gradient init: h^2 = median squared distance / this.
-_OPG_WIDTH = 8.0
-
-
-def _project(W, X):
-    """(H, d_k, d) x (n, d) -> (H, n, d_k)."""
-    return torch.einsum("hkd,nd->hnk", W, X)
-
-
-def _key_cache(Zk):
-    """Per-key quantities that every query chunk reuses.
-
-    Computing them once also keeps same-sized temporaries from being
-    allocated for every chunk, which fragmented the heap.
-    """
-    return Zk.transpose(1, 2).contiguous(), (Zk * Zk).sum(-1)[:, None, :]
-
-
-def _logits(Zq, Zk, kernel, cache=None):
-    ZkT, zk_sq = _key_cache(Zk) if cache is None else cache
-    dots = Zq @ ZkT
-    if kernel == "gaussian":
-        sq = (Zq * Zq).sum(-1)[:, :, None] + zk_sq - 2.0 * dots
-        return -0.5 * torch.clamp(sq, min=0.0)
-    return dots
-
-
-def _local_slopes(A, Zk, Yk, mean):
-    """Slopes of the attention-weighted least-squares fit of y on z.
-
-    ``A`` (H, q, m) are the weights, ``Zk`` (H, m, k) the keys, ``Yk`` (m, t)
-    the values and ``mean = A @ Yk``. Returns the slopes (H, q, k, t) and the
-    weighted key means (H, q, k). A ridge relative to the local covariance's
-    trace keeps near-singular neighbourhoods stable.
-    """
-    H, m, k = Zk.shape
-    t = Yk.shape[1]
-    mz = A @ Zk
-    zz = (Zk[:, :, :, None] * Zk[:, :, None, :]).reshape(H, m, k * k)
-    S = (A @ zz).reshape(H, -1, k, k) - mz[..., :, None] * mz[..., None, :]
-    zy = (Zk[:, :, :, None] * Yk[None, :, None, :]).reshape(H, m, k * t)
-    Szy = (A @ zy).reshape(H, -1, k, t) - mz[..., :, None] * mean[..., None, :]
-    trace = torch.diagonal(S, dim1=-2, dim2=-1).sum(-1)
-    ridge = _LOCAL_RIDGE * trace / k + torch.finfo(S.dtype).eps
-    eye = torch.eye(k, dtype=S.dtype, device=S.device)
-    return torch.linalg.solve(S + ridge[..., None, None] * eye, Szy), mz
-
-
-def _quadratic_features(Z):
-    """[1, z, z_i z_j (i <= j)] of (H, n, k) points: (H, n, p)."""
-    k = Z.shape[-1]
-    i, j = torch.triu_indices(k, k, device=Z.device)
-    ones = torch.ones(Z.shape[:-1] + (1,), dtype=Z.dtype, device=Z.device)
-    return torch.cat([ones, Z, Z[..., i] * Z[..., j]], dim=-1)
-
-
-def _local_quadratic(A, Zq, Zk, Yk):
-    """Attention-weighted least-squares quadratic in z, evaluated at the query.
-
-    The fitted quadratic does not depend on where z is centred, so the
-    moments are taken about the keys' mean once for all queries. Memory is
-    O(H m p^2) with p = 1 + k + k (k + 1) / 2.
-    """
-    H, m, k = Zk.shape
-    t = Yk.shape[1]
-    center = Zk.mean(1, keepdim=True)
-    Pk = _quadratic_features(Zk - center)
-    Pq = _quadratic_features(Zq - center)
-    p = Pk.shape[-1]
-    M = (A @ (Pk[..., :, None] * Pk[..., None, :]).reshape(H, m, p * p)).reshape(
-        H, -1, p, p
-    )
-    b = (A @ (Pk[..., :, None] * Yk[None, :, None, :]).reshape(H, m, p * t)).reshape(
-        H, -1, p, t
-    )
-    # ridge on each non-constant term, relative to its own local second
-    # moment (the terms have different units: z and z_i z_j)
-    diag = torch.diagonal(M, dim1=-2, dim2=-1).clone()
-    diag[..., 0] = 0.0
-    ridge = _LOCAL_RIDGE * diag + torch.finfo(M.dtype).eps
-    coef = torch.linalg.solve(M + torch.diag_embed(ridge), b)
-    return (Pq[..., :, None] * coef).sum(-2)
-
-
-def _heads(
-    Zq, Zk, Yk, log_wk, kernel, degree, self_keys=None, self_shift=None, cache=None
-):
-    """Per-head predictions (H, q, t) and attention weights (H, q, m).
-
-    ``self_keys[i]`` is query i's own key index (-1 if none); its log weight
-    is shifted by ``self_shift[i]`` (leave-one-out removes one copy of the
-    row: ``log(max(w_i - 1, 0)) - log(w_i)``).
-    """
-    logits = _logits(Zq, Zk, kernel, cache) + log_wk
-    if self_keys is not None:
-        rows = torch.nonzero(self_keys >= 0)[:, 0]
-        if rows.numel():
-            H = Zq.shape[0]
-            h_idx = torch.arange(H, device=Zq.device).repeat_interleave(rows.numel())
-            r_idx = rows.repeat(H)
-            c_idx = self_keys[rows].repeat(H)
-            logits = logits.index_put(
-                (h_idx, r_idx, c_idx), self_shift[rows].repeat(H), accumulate=True
-            )
-    A = torch.softmax(logits, dim=-1)
-    mean = A @ Yk
-    if degree == 0:
-        return mean, A
-    if degree == 2:
-        return _local_quadratic(A, Zq, Zk, Yk), A
-    # local linear: the local weighted regression slope, evaluated at the query
-    slope, mz = _local_slopes(A, Zk, Yk, mean)
-    pred = mean + ((Zq - mz)[..., :, None] * slope).sum(-2)
-    return pred, A
+# Rows the gradient init's local fits use at most.
+_OPG_ROWS = 2000
 
 
 class NWAttentionRegressor(
-    ClassNamePrefixFeaturesOutMixin, TransformerMixin, RegressorMixin, BaseEstimator
+    TorchEstimatorMixin,
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+    RegressorMixin,
+    BaseEstimator,
 ):
     """Multi-head attention regressor: an ensemble of learned Nadaraya-Watson heads.
 
@@ -269,8 +166,10 @@ class NWAttentionRegressor(
         Prediction still averages over every training row.
     random_state : int, RandomState instance or None, default=None
         Seeds the initialisation, the subsamples and the mini-batches.
-    device : str, default="cpu"
-        ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
+    device : str or torch.device, default="cpu"
+        ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``. A model fitted on
+        a GPU that is absent where it is used predicts on the CPU (with a
+        :class:`~skml.utils.DeviceFallbackWarning`).
 
     Attributes
     ----------
@@ -310,7 +209,7 @@ class NWAttentionRegressor(
     n_iter_ : int
         Iterations (epochs) run.
     device_ : torch.device
-        The resolved device.
+        The resolved device (the CPU after a fallback).
     n_features_in_ : int
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Only when X has string column names.
@@ -381,7 +280,7 @@ class NWAttentionRegressor(
         "batch_size": [Interval(Integral, 1, None, closed="left"), None],
         "max_keys": [Interval(Integral, 2, None, closed="left"), None],
         "random_state": ["random_state"],
-        "device": [str],
+        **TorchEstimatorMixin._parameter_constraints,
     }
 
     def __init__(
@@ -487,9 +386,20 @@ class NWAttentionRegressor(
                 )
         self._y_1d = y.ndim == 1
         Y = y.reshape(len(y), -1)
+        self._fit_device()
+        # one attention block of the training loop: heads x query chunk x keys
+        n_train = len(X) if self.max_keys is None else min(len(X), self.max_keys)
+        H_guess = self.n_heads if isinstance(self.n_heads, Integral) else 1
+        chunk = max(1, _BLOCK // (H_guess * n_train))
+        with self._threads(work=H_guess * min(n_train, chunk) * n_train):
+            self._fit_rows(X, Y, sw)
+        return self
+
+    def _fit_rows(self, X, Y, sw):
+        """The body of ``fit`` on validated rows of positive weight."""
         n, d = X.shape
         rng = check_random_state(self.random_state)
-        self.device_ = resolve_device(self.device)
+        dev = self.device_
 
         # weighted standardisation of X; the targets always
         w = sw / sw.sum()
@@ -527,7 +437,7 @@ class NWAttentionRegressor(
             )
         self.loss_curve_, self.n_iter_ = curve, n_iter
         self.output_intercept_, self.output_scale_ = affine[0], affine[1]
-        W = self._effective(to_tensor(V_fit, "cpu"), d_k).numpy()
+        W = to_numpy(_effective(to_tensor(V_fit, dev), d_k, self.bandwidth))
         self.projections_ = W
         self.bandwidths_ = np.sqrt(d_k) / np.maximum(
             np.linalg.norm(W.reshape(H, -1), axis=1), np.finfo(float).tiny
@@ -538,7 +448,6 @@ class NWAttentionRegressor(
         self.hdi_ = hdi
         self.hdi_normalized_ = hdi / hdi_max if hdi_max > 0 else float("nan")
         self.head_overlap_, self.principal_angles_ = overlap, angles
-        return self
 
     # -------------------------------------------------------- allocation
     def _allocate(self, X, Y, sw, rng):
@@ -595,8 +504,10 @@ class NWAttentionRegressor(
                 V, affine, _, _ = self._train(
                     V, X[fit_rows], Y[fit_rows], sw[fit_rows], rng, self.max_iter
                 )
-            W = self._effective(torch.as_tensor(V), k)
-            heads = self._heads_numpy(X[val], W, X[fit_rows], Y[fit_rows], sw[fit_rows])
+            W = to_numpy(_effective(to_tensor(V, self.device_), k, self.bandwidth))
+            heads = self._heads_numpy(
+                X[val], W, X[fit_rows], Y[fit_rows], sw[fit_rows], self.device_
+            )
             pred = affine[0] + affine[1] * heads.mean(0)
             err = sw[val] @ ((pred - Y[val]) ** 2).mean(1) / sw[val].sum()
             scores.append(float(err))
@@ -621,7 +532,7 @@ class NWAttentionRegressor(
         mean = w @ X
         cov = (X - mean).T @ ((X - mean) * w[:, None])
         if self.init == "gradient":
-            evals, evecs = np.linalg.eigh(_gradient_outer_product(X, Y, sw))
+            evals, evecs = np.linalg.eigh(_opg(X, Y, sw, self.device_))
         else:
             evals, evecs = np.linalg.eigh(cov)
         pcs = evecs[:, np.argsort(evals)[::-1]].T  # rows: directions
@@ -659,34 +570,7 @@ class NWAttentionRegressor(
                     V[h] *= np.sqrt(k / spread)
         return V
 
-    def _effective(self, V, k):
-        """Projections W from the trained parameters V (torch)."""
-        if self.bandwidth == "learned":
-            return V
-        h = k**0.25 if self.bandwidth == "sqrt_dk" else float(self.bandwidth)
-        Q, R = torch.linalg.qr(V.transpose(1, 2))
-        # sign-fix the QR so that W is a smooth function of V
-        sign = torch.sign(torch.diagonal(R, dim1=-2, dim2=-1))
-        sign = torch.where(sign == 0, torch.ones_like(sign), sign)
-        return (Q * sign[:, None, :]).transpose(1, 2) / h
-
     # ------------------------------------------------------------- training
-    def _loss_terms(self, W, out, Xq, Yq, wq, Xk, Yk, log_wk, keys_of_q, shift):
-        Zq, Zk = _project(W, Xq), _project(W, Xk)
-        pred, _ = _heads(Zq, Zk, Yk, log_wk, self.kernel, self.degree, keys_of_q, shift)
-        ens = out[0] + out[1] * pred.mean(0)
-        return (wq * ((ens - Yq) ** 2).mean(1)).sum()
-
-    def _penalty(self, W):
-        if self.diversity_penalty == 0 or W.shape[0] < 2:
-            return W.new_zeros(())
-        H, k, _ = W.shape
-        G = W @ W.transpose(1, 2) + 1e-10 * torch.eye(k, dtype=W.dtype, device=W.device)
-        P = W.transpose(1, 2) @ torch.linalg.solve(G, W)  # projectors (H, d, d)
-        S = torch.einsum("hij,gji->hg", P, P) / k
-        off = S.sum() - torch.diagonal(S).sum()
-        return self.diversity_penalty * off / (H * (H - 1))
-
     def _validation_rows(self, X, Y, sw, rng):
         """Rows held out for early stopping (boolean mask), or None.
 
@@ -705,9 +589,21 @@ class NWAttentionRegressor(
             return None
         return val
 
+    def _optimizer_class(self):
+        """The optimizer class that ``solver`` or ``optimizer`` names."""
+        if self.optimizer is not None:
+            return self.optimizer
+        return torch.optim.LBFGS if self.solver == "lbfgs" else torch.optim.Adam
+
     def _train(self, V0, X, Y, sw, rng, max_iter):
+        """Run the LOO training kernel on numpy rows; numpy results.
+
+        Returns the trained parameters V, the output layer (2, n_targets),
+        the loss curve and the number of iterations; sets
+        ``validation_scores_``.
+        """
         dev = self.device_
-        k, H = V0.shape[1], V0.shape[0]
+        H = V0.shape[0]
         val = self._validation_rows(X, Y, sw, rng)
         fit = np.ones(len(X), dtype=bool) if val is None else ~val
         # training queries attend to the training rows only (LOO)
@@ -717,136 +613,46 @@ class NWAttentionRegressor(
             log_wk = to_tensor(np.log(sw[fit]), dev)
             shift = np.log(np.maximum(sw[fit] - 1.0, 0.0)) - np.log(sw[fit])
             shift = to_tensor(shift, dev)
-        n = Xt.shape[0]
-        self_keys = torch.arange(n, device=dev)
-        V = to_tensor(V0, dev).requires_grad_(True)
-        # output layer c + s * (head average), per target: MHA's W_O and bias
-        out = torch.zeros((2, Y.shape[1]), dtype=V.dtype, device=dev)
-        out[1] = 1.0
-        params = [V]
-        if self.output == "affine":
-            params.append(out.requires_grad_(True))
-        chunk = max(1, _BLOCK // (H * n))
-        curve, scores = [], []
-        self.validation_scores_ = scores
-        if max_iter == 0:
-            return V0, to_numpy(out.detach()), curve, 0
+        validation = None
         if val is not None:
-            Xv, Yv = to_tensor(X[val], dev), to_tensor(Y[val], dev)
-            wv = to_tensor(sw[val] / sw[val].sum(), dev)
-
-        def val_loss():
-            total = 0.0
-            with torch.no_grad():
-                W = self._effective(V, k)
-                for s in range(0, Xv.shape[0], chunk):
-                    sl = slice(s, s + chunk)
-                    total += float(
-                        self._loss_terms(
-                            W, out, Xv[sl], Yv[sl], wv[sl], Xt, Yt, log_wk, None, None
-                        )
-                    )
-            return total
-
-        def full_loss():
-            # full batch in query chunks, gradients accumulated: O(chunk x n)
-            total = 0.0
-            for s in range(0, n, chunk):
-                sl = slice(s, s + chunk)
-                part = self._loss_terms(
-                    self._effective(V, k),
-                    out,
-                    Xt[sl],
-                    Yt[sl],
-                    w[sl],
-                    Xt,
-                    Yt,
-                    log_wk,
-                    self_keys[sl],
-                    shift[sl],
-                )
-                part.backward()
-                total += float(part.detach())
-            pen = self._penalty(self._effective(V, k))
-            if pen.requires_grad:
-                pen.backward()
-            return total + float(pen.detach())
-
-        opt_cls = self.optimizer
-        lbfgs = (opt_cls is None and self.solver == "lbfgs") or (
-            opt_cls is not None and issubclass(opt_cls, torch.optim.LBFGS)
-        )
-        if lbfgs:
-            cls = opt_cls or torch.optim.LBFGS
-            opt = cls(
-                params,
-                max_iter=1,  # one iteration per step: loss_curve_, tol
-                max_eval=25,  # (max_eval defaults to 1 then: no line search)
-                line_search_fn="strong_wolfe",
-                history_size=20,
-                tolerance_grad=1e-10,
-                tolerance_change=0.0,
+            validation = (
+                to_tensor(X[val], dev),
+                to_tensor(Y[val], dev),
+                to_tensor(sw[val] / sw[val].sum(), dev),
             )
-
-            def closure():
-                opt.zero_grad()
-                return torch.tensor(full_loss(), dtype=torch.float64)
-
-            def one_iteration():
-                return float(opt.step(closure))
-
-        else:
-            cls = opt_cls or torch.optim.Adam
-            opt = cls(params, lr=self.learning_rate)
-            batch = n if self.batch_size is None else min(self.batch_size, n)
-            gen = torch.Generator(device="cpu").manual_seed(int(rng.randint(2**31)))
-
-            def one_iteration():
-                order = torch.randperm(n, generator=gen).to(dev)
-                epoch = 0.0
-                for s in range(0, n, batch):
-                    q = order[s : s + batch]
-                    opt.zero_grad()
-                    W = self._effective(V, k)
-                    wq = w[q] / w[q].sum()
-                    loss = self._loss_terms(
-                        W, out, Xt[q], Yt[q], wq, Xt, Yt, log_wk, q, shift[q]
-                    )
-                    loss = loss + self._penalty(W)
-                    loss.backward()
-                    opt.step()
-                    epoch += float(loss.detach()) * float(w[q].sum())
-                return epoch
-
-        converged = False
-        best = (math.inf, V0, to_numpy(out.detach()))
-        if val is not None:
-            scores.append(val_loss())
-            best = (scores[0], V0, to_numpy(out.detach()))
-        stall = 0
-        prev = None
-        for _ in range(max_iter):
-            loss = one_iteration()
-            self._check_finite(loss)
-            curve.append(loss)
-            if val is not None:
-                scores.append(val_loss())
-                if scores[-1] < best[0]:
-                    best = (scores[-1], to_numpy(V.detach()), to_numpy(out.detach()))
-                    stall = 0
-                else:
-                    stall += 1
-                if stall >= self.n_iter_no_change:
-                    converged = True
-                    break
-            if prev is not None and abs(prev - loss) <= self.tol * max(
-                abs(loss), 1e-12
-            ):
-                converged = True
-                break
-            prev = loss
-        n_iter = len(curve)
-        if not converged:
+        optimizer = self._optimizer_class()
+        seed = None
+        if max_iter > 0 and not issubclass(optimizer, torch.optim.LBFGS):
+            seed = int(rng.randint(2**31))
+        result = _train(
+            to_tensor(V0, dev),
+            Xt,
+            Yt,
+            w,
+            log_wk,
+            shift,
+            validation,
+            kernel=self.kernel,
+            degree=self.degree,
+            bandwidth=self.bandwidth,
+            output=self.output,
+            diversity_penalty=self.diversity_penalty,
+            optimizer=optimizer,
+            learning_rate=self.learning_rate,
+            batch_size=self.batch_size,
+            max_iter=max_iter,
+            tol=self.tol,
+            n_iter_no_change=self.n_iter_no_change,
+            chunk=max(1, _BLOCK // (H * Xt.shape[0])),
+            seed=seed,
+        )
+        self.validation_scores_ = result.validation_scores
+        if result.diverged:
+            raise ValueError(
+                "NWAttentionRegressor training diverged (non-finite loss); lower "
+                "learning_rate or use solver='lbfgs'."
+            )
+        if not result.converged:
             warnings.warn(
                 f"NWAttentionRegressor did not converge in {max_iter} iterations "
                 f"(last relative loss change above tol={self.tol:g}); increase "
@@ -854,49 +660,32 @@ class NWAttentionRegressor(
                 ConvergenceWarning,
                 stacklevel=3,
             )
-        if val is not None:
-            return best[1], best[2], curve, n_iter
-        return to_numpy(V.detach()), to_numpy(out.detach()), curve, n_iter
-
-    @staticmethod
-    def _check_finite(loss):
-        if not math.isfinite(loss):
-            raise ValueError(
-                "NWAttentionRegressor training diverged (non-finite loss); lower "
-                "learning_rate or use solver='lbfgs'."
-            )
+        return (
+            to_numpy(result.V),
+            to_numpy(result.out),
+            result.curve,
+            result.n_iter,
+        )
 
     # ---------------------------------------------------------- diagnostics
     def _diagnostics(self, X, Y, sw):
         """LOO residuals of each head on the training rows: weights, BVC."""
         dev = self.device_
-        W = to_tensor(self.projections_, dev)
-        Xt, Yt = to_tensor(X, dev), to_tensor(Y, dev)
-        n = X.shape[0]
+        H, n = self.projections_.shape[0], X.shape[0]
         with np.errstate(divide="ignore"):
             log_wk = to_tensor(np.log(sw), dev)
             shift = to_tensor(np.log(np.maximum(sw - 1.0, 0.0)) - np.log(sw), dev)
-        H = W.shape[0]
-        chunk = max(1, _BLOCK // (H * n))
-        preds = []
-        with torch.no_grad():
-            Zk = _project(W, Xt)
-            cache = _key_cache(Zk)
-            for s in range(0, n, chunk):
-                sl = slice(s, s + chunk)
-                p, _ = _heads(
-                    _project(W, Xt[sl]),
-                    Zk,
-                    Yt,
-                    log_wk,
-                    self.kernel,
-                    self.degree,
-                    torch.arange(n, device=dev)[sl],
-                    shift[sl],
-                    cache,
-                )
-                preds.append(to_numpy(p))
-        heads = self._calibrate(np.concatenate(preds, axis=1))
+        loo = _loo_heads(
+            to_tensor(self.projections_, dev),
+            to_tensor(X, dev),
+            to_tensor(Y, dev),
+            log_wk,
+            shift,
+            self.kernel,
+            self.degree,
+            max(1, _BLOCK // (H * n)),
+        )
+        heads = self._calibrate(to_numpy(loo))
         E = heads - Y[None]  # (H, n, t), standardised
         w = sw / sw.sum()
         second = np.einsum("i,hit,git->hg", w, E, E) / E.shape[2]
@@ -929,44 +718,31 @@ class NWAttentionRegressor(
         """The output layer c + s * prediction, per target (standardised)."""
         return self.output_intercept_ + self.output_scale_ * heads
 
-    def _heads_numpy(self, Xq, W, Xk, Yk, wk, local_var=False, omega=None):
-        dev = self.device_
-        Xk_t, Yk_t = to_tensor(Xk, dev), to_tensor(Yk, dev)
-        with np.errstate(divide="ignore"):
-            log_wk = to_tensor(np.log(wk), dev)
+    def _heads_numpy(self, Xq, W, Xk, Yk, wk, device, omega=None):
+        """The heads' predictions (H, q, t) of numpy queries, computed on device.
+
+        With head weights ``omega``, also the variance (q, t) of the mixture
+        of the heads' local distributions around their weighted average.
+        """
         H, m = W.shape[0], Xk.shape[0]
         chunk = max(1, _BLOCK // (H * m))
-        n_q, t = Xq.shape[0], Yk.shape[1]
-        preds = np.empty((H, n_q, t))
-        spread = np.empty((n_q, t)) if local_var else None
-        with torch.no_grad():
-            Zk = _project(W, Xk_t)
-            cache = _key_cache(Zk)
-            Yk_sq = Yk_t**2
-            if local_var:
-                om = to_tensor(omega, dev)
-            for s in range(0, n_q, chunk):
-                q = to_tensor(Xq[s : s + chunk], dev)
-                pred, A = _heads(
-                    _project(W, q),
-                    Zk,
-                    Yk_t,
-                    log_wk,
-                    self.kernel,
-                    self.degree,
-                    cache=cache,
-                )
-                preds[:, s : s + chunk] = to_numpy(pred)
-                if local_var:
-                    ens = torch.einsum("h,hqt->qt", om, pred)
-                    # mixture of the heads' local distributions around ens
-                    m2 = A @ Yk_sq
-                    m1 = A @ Yk_t
-                    var = m2 - 2 * ens[None] * m1 + ens[None] ** 2
-                    spread[s : s + chunk] = to_numpy(torch.einsum("h,hqt->qt", om, var))
-        if local_var:
-            return preds, np.maximum(spread, 0.0)
-        return preds
+        with np.errstate(divide="ignore"):
+            log_wk = to_tensor(np.log(wk), device)
+        with self._threads(work=H * min(Xq.shape[0], chunk) * m):
+            preds, spread = _predict_heads(
+                to_tensor(Xq, device),
+                to_tensor(W, device),
+                to_tensor(Xk, device),
+                to_tensor(Yk, device),
+                log_wk,
+                self.kernel,
+                self.degree,
+                chunk,
+                None if omega is None else to_tensor(omega, device),
+            )
+        if omega is None:
+            return to_numpy(preds)
+        return to_numpy(preds), np.maximum(to_numpy(spread), 0.0)
 
     def _check_X(self, X):
         check_is_fitted(self)
@@ -998,19 +774,14 @@ class NWAttentionRegressor(
             Only with ``return_std=True``.
         """
         Xs = self._check_X(X)
-        W = torch.as_tensor(self.projections_)
+        fitted = (self.projections_, self.X_fit_, self.y_fit_, self.key_weight_)
+        device = self._predict_device()
         if return_std:
             heads, var = self._heads_numpy(
-                Xs,
-                W,
-                self.X_fit_,
-                self.y_fit_,
-                self.key_weight_,
-                True,
-                self.head_weights_,
+                Xs, *fitted, device, omega=self.head_weights_
             )
         else:
-            heads = self._heads_numpy(Xs, W, self.X_fit_, self.y_fit_, self.key_weight_)
+            heads = self._heads_numpy(Xs, *fitted, device)
         ens = np.einsum("h,hqt->qt", self.head_weights_, self._calibrate(heads))
         y = self._unstandardize(ens)
         if not return_std:
@@ -1033,10 +804,11 @@ class NWAttentionRegressor(
         Xs = self._check_X(X)
         heads = self._heads_numpy(
             Xs,
-            torch.as_tensor(self.projections_),
+            self.projections_,
             self.X_fit_,
             self.y_fit_,
             self.key_weight_,
+            self._predict_device(),
         )
         Y = self._calibrate(heads) * self.y_scale_ + self.y_mean_  # (H, q, t)
         Y = np.transpose(Y, (1, 0, 2))
@@ -1065,7 +837,6 @@ class NWAttentionRegressor(
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         tags.target_tags.required = True
-        tags.non_deterministic = self.device != "cpu"
         return tags
 
 
@@ -1078,11 +849,10 @@ def _row_hash(projection):
     return np.mod(np.sin(projection) * 43758.5453, 1.0)
 
 
-def _gradient_outer_product(X, Y, sw, max_rows=2000):
-    """Average outer product of local-linear gradients (OPG, Xia et al. 2002).
+def _opg(X, Y, sw, device, max_rows=_OPG_ROWS):
+    """The gradient outer product of (at most ``max_rows``) rows, on device.
 
-    Its leading eigenvectors span the directions that y depends on: a
-    supervised start for the heads' projections.
+    Numpy in and out around :func:`_gradient_outer_product`.
     """
     n, d = X.shape
     if n > max_rows:
@@ -1090,18 +860,13 @@ def _gradient_outer_product(X, Y, sw, max_rows=2000):
         u = _row_hash(X @ np.linspace(1.0, 2.0, d) * 12.9898)
         keep = np.argsort(u, kind="stable")[:max_rows]
         X, Y, sw = X[keep], Y[keep], sw[keep]
-        n = max_rows
-    Xt, Yt = torch.as_tensor(X), torch.as_tensor(Y)
-    sq = torch.cdist(Xt, Xt) ** 2
-    off = sq[~torch.eye(n, dtype=torch.bool)]
-    h2 = float(torch.median(off)) / _OPG_WIDTH if off.numel() else 1.0
-    logits = -sq / (2 * max(h2, 1e-12)) + torch.log(torch.as_tensor(sw))[None, :]
-    logits.fill_diagonal_(-math.inf)
-    A = torch.softmax(logits, dim=1)
-    slope, _ = _local_slopes(A[None], Xt[None], Yt, (A @ Yt)[None])
-    slope = slope[0]
-    w = torch.as_tensor(sw / sw.sum())
-    return torch.einsum("i,idt,iet->de", w, slope, slope).numpy()
+    G = _gradient_outer_product(
+        to_tensor(X, device),
+        to_tensor(Y, device),
+        to_tensor(sw, device),
+        to_tensor(sw / sw.sum(), device),
+    )
+    return to_numpy(G)
 
 
 def _simplex_weights(M):

@@ -4,10 +4,12 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 
 from skml.attention import NWAttentionRegressor, _nw
 from skml.datasets import make_multi_index_regression
+from skml.utils import DeviceFallbackWarning, find_tensors
 
 
 @pytest.fixture(scope="module")
@@ -307,6 +309,71 @@ def test_pickle_and_device(index_data):
     np.testing.assert_array_equal(clone.predict(Xq), model.predict(Xq))
 
 
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"n_heads": 2, "head_dim": 2},
+        {"head_allocation": "cv", "budget": 2, "head_weights": "simplex"},
+        {"n_heads": 2, "head_dim": 2, "solver": "adam", "early_stopping": False},
+    ],
+)
+def test_fitted_state_holds_no_tensor(index_data, params):
+    X, y, _, _ = index_data
+    model = NWAttentionRegressor(max_iter=3, random_state=0, **params)
+    threads = torch.get_num_threads()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X[:120], y[:120])
+    assert find_tensors(model) == []
+    # the thread policy gives back the count it found
+    assert torch.get_num_threads() == threads
+
+
+def test_torch_device_parameter_and_tags(index_data):
+    X, y, Xq, _ = index_data
+    params = {"n_heads": 2, "head_dim": 2, "max_iter": 3, "random_state": 0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        by_name = NWAttentionRegressor(**params).fit(X, y)
+        by_device = NWAttentionRegressor(device=torch.device("cpu"), **params)
+        by_device.fit(X, y)
+    assert by_device.device_ == torch.device("cpu")
+    assert clone(by_device).device == torch.device("cpu")
+    np.testing.assert_array_equal(by_device.predict(Xq), by_name.predict(Xq))
+    tags = by_device.__sklearn_tags__()
+    assert not tags.non_deterministic
+    assert tags.target_tags.multi_output and tags.target_tags.required
+
+
+def test_model_of_an_absent_gpu_predicts_on_the_cpu(index_data, monkeypatch):
+    X, y, Xq, _ = index_data
+    model = NWAttentionRegressor(2, 2, max_iter=5, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X, y)
+    expected, expected_std = model.predict(Xq, return_std=True)
+    expected_heads = model.predict_heads(Xq)
+    # as if fitted on a GPU: fitted state is numpy, only device_ says cuda
+    model.device_ = torch.device("cuda")
+    blob = pickle.dumps(model)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.warns(DeviceFallbackWarning, match="not available here"):
+        loaded = pickle.loads(blob)
+    assert loaded.device_ == torch.device("cpu") and loaded.device == "cpu"
+    pred, std = loaded.predict(Xq, return_std=True)
+    np.testing.assert_array_equal(pred, expected)
+    np.testing.assert_array_equal(std, expected_std)
+    np.testing.assert_array_equal(loaded.predict_heads(Xq), expected_heads)
+    # one warning per loaded model, not one per call
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        again = pickle.loads(blob)
+        again.predict(Xq)
+        again.predict_heads(Xq)
+    fallbacks = [w for w in caught if issubclass(w.category, DeviceFallbackWarning)]
+    assert len(fallbacks) == 1
+
+
 def test_cuda_requested_without_cuda(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     X = np.random.default_rng(0).normal(size=(10, 2))
@@ -317,15 +384,33 @@ def test_cuda_requested_without_cuda(monkeypatch):
 
 
 @pytest.mark.cuda
-def test_cpu_and_cuda_agree(index_data):
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"n_heads": 2, "head_dim": 2},
+        {"head_allocation": "cv", "budget": 4, "bandwidth": 1.0, "max_iter": 5},
+    ],
+)
+def test_cpu_and_cuda_agree(index_data, params):
     X, y, Xq, _ = index_data
-    params = {"n_heads": 2, "head_dim": 2, "max_iter": 20, "random_state": 0}
+    params = {"max_iter": 20, "random_state": 0, **params}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         cpu = NWAttentionRegressor(**params).fit(X, y)
         gpu = NWAttentionRegressor(device="cuda", **params).fit(X, y)
     assert gpu.device_.type == "cuda"
-    np.testing.assert_allclose(gpu.predict(Xq), cpu.predict(Xq), rtol=1e-6, atol=1e-8)
+    assert find_tensors(gpu) == []
+    assert (gpu.n_heads_, gpu.head_dim_) == (cpu.n_heads_, cpu.head_dim_)
+    for method in ("predict", "predict_heads"):
+        np.testing.assert_allclose(
+            getattr(gpu, method)(Xq), getattr(cpu, method)(Xq), rtol=1e-6, atol=1e-8
+        )
+    np.testing.assert_allclose(
+        gpu.predict(Xq, return_std=True)[1],
+        cpu.predict(Xq, return_std=True)[1],
+        rtol=1e-6,
+        atol=1e-8,
+    )
 
 
 def test_local_quadratic_is_exact_on_quadratic_targets():
@@ -351,6 +436,18 @@ def test_local_quadratic_is_exact_on_quadratic_targets():
     assert np.mean((lin.predict(Xq) - fq) ** 2) > 10 * np.mean(
         (quad.predict(Xq) - fq) ** 2
     )
+
+
+def test_random_orthogonal_init_trains_with_lbfgs(index_data):
+    # its blocks are rows of a transposed QR factor (not C-contiguous)
+    X, y, _, _ = index_data
+    model = NWAttentionRegressor(
+        2, 2, init="random_orthogonal", max_iter=5, random_state=0
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X[:100], y[:100])
+    assert model.n_iter_ > 0 and np.isfinite(model.loss_curve_).all()
 
 
 def test_gradient_init_finds_both_directions():
