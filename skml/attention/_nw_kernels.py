@@ -487,15 +487,11 @@ def _train(
             return epoch
 
     converged = False
-    # NOTE: V.detach() and out.detach() share storage with the parameters,
-    # which the optimizer updates in place: a "best" state kept below is the
-    # final one, unless no iteration beat the start (then V0 with the final
-    # output layer). This is the behaviour fitted models have always had;
-    # .clone() would keep the best state but changes fitted results.
-    best = (math.inf, V0, out.detach())
+    # Snapshots are copies: the optimizer updates V and out in place.
+    best = (math.inf, V0, out.detach().clone())
     if validation is not None:
         scores.append(val_loss())
-        best = (scores[0], V0, out.detach())
+        best = (scores[0], V0, out.detach().clone())
     stall = 0
     prev = None
     for _ in range(max_iter):
@@ -506,7 +502,7 @@ def _train(
         if validation is not None:
             scores.append(val_loss())
             if scores[-1] < best[0]:
-                best = (scores[-1], V.detach(), out.detach())
+                best = (scores[-1], V.detach().clone(), out.detach().clone())
                 stall = 0
             else:
                 stall += 1

@@ -145,7 +145,15 @@ def test_diversity_penalty_raises_hdi(index_data):
     rng = np.random.default_rng(0)
     base = rng.normal(size=(2, X.shape[1]))
     init = np.stack([base + 0.05 * rng.normal(size=base.shape) for _ in range(3)])
-    params = {"n_heads": 3, "head_dim": 2, "init": init, "random_state": 0}
+    # the penalty acts on the training path; early stopping would pick the
+    # state with the best validation error instead
+    params = {
+        "n_heads": 3,
+        "head_dim": 2,
+        "init": init,
+        "early_stopping": False,
+        "random_state": 0,
+    }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         plain = NWAttentionRegressor(**params).fit(X, y)

@@ -306,3 +306,19 @@ def test_train_result_flags_a_non_finite_loss():
     assert K.TrainResult(V, V, [1.0, math.inf]).diverged
     assert not K.TrainResult(V, V, [2.0, 1.0]).diverged
     assert not K.TrainResult(V, V, []).diverged
+
+
+def test_early_stopping_returns_the_state_with_the_best_validation_score():
+    # validation only watches the path, so the best state of a run with
+    # validation is the state after that many iterations of a run without it
+    V0, X, Y, w, log_wk, shift = _training_problem()
+    common = {"optimizer": torch.optim.LBFGS, **_SETTINGS}
+    validation = (X[:30], Y[:30], w[:30] / w[:30].sum())
+    rows = slice(30, None)
+    fit = (X[rows], Y[rows], w[rows] / w[rows].sum(), log_wk[rows], shift[rows])
+    watched = K._train(V0, *fit, validation, max_iter=25, **common)
+    best = int(np.argmin(watched.validation_scores))
+    assert 0 < best < watched.n_iter  # the best is neither the start nor the end
+    replay = K._train(V0, *fit, max_iter=best, **common)
+    torch.testing.assert_close(watched.V, replay.V, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(watched.out, replay.out, rtol=1e-12, atol=1e-12)
