@@ -57,3 +57,13 @@ def test_readme_usage_example_runs():
     readme = (ROOT / "README.md").read_text()
     code = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
     exec(compile(code, "README.md", "exec"), {})
+
+
+def test_readme_table_lists_exactly_the_estimators():
+    from skml.utils import all_estimators
+
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("| estimator | subpackage | paper |", 1)[1].split("\n\n")[0]
+    rows = re.findall(r"^\| `(\w+)` \| `(skml\.\w+)` \|", table, re.M)
+    found = {name: cls.__module__.rsplit(".", 1)[0] for name, cls in all_estimators()}
+    assert dict(rows) == found

@@ -12,9 +12,9 @@ one (a tiny operation up to 5x slower). So the policy is:
    worker's share of the cores and ``threadpoolctl.threadpool_limits``),
    capped by the cores the process may run on.
 2. An operation below ``PARALLEL_WORK`` runs single-threaded.
-3. A larger one uses the budget, capped by the cores that are idle now
-   (sampled from ``/proc/stat`` over 20 ms, cached for a second), so a
-   busy core is not waited on.
+3. A larger one uses the budget, capped by the cores that other processes
+   left idle since the previous decision (``/proc/stat`` minus this
+   process's own CPU time, no waiting), so a busy core is not waited on.
 4. ``SKML_NUM_THREADS=N`` in the environment pins the count: exactly N
    threads for every operation, no sampling.
 """
@@ -31,14 +31,12 @@ import torch
 # a second thread costs more than it gives: at 1e4 elements two threads were
 # 0.77x on a quiet core and 4.7x under contention.
 PARALLEL_WORK = 2e5
-# How long the idle sample of /proc/stat lasts (2 ticks of USER_HZ=100).
+# Shortest window of /proc/stat readings (2 ticks of USER_HZ=100).
 _SAMPLE_SECONDS = 0.02
-# A sample is reused for this long.
-_SAMPLE_TTL = 1.0
 
 _local = threading.local()
 _sample_lock = threading.Lock()
-_sample = {"time": -math.inf, "idle": None}
+_sample = {"reading": None, "idle": None}
 
 
 def _pinned():
@@ -103,40 +101,65 @@ def _read_cpu_times(cpus):
     return times
 
 
-def idle_cores():
-    """Cores of this process's affinity set that were idle a moment ago.
+def _own_cpu_seconds():
+    times = os.times()
+    return times.user + times.system
 
-    Two reads of ``/proc/stat`` 20 ms apart; the result is cached for a
-    second. Where ``/proc/stat`` is missing (not Linux) every allowed core
-    counts as idle.
+
+def _reading():
+    cpus = os.sched_getaffinity(0)
+    return time.monotonic(), _read_cpu_times(cpus), _own_cpu_seconds(), len(cpus)
+
+
+def _idle_between(before, after):
+    """Cores not used by other processes between two readings."""
+    _, cpu0, own0, n_cpus = before
+    elapsed, cpu1, own1, _ = (after[0] - before[0]), after[1], after[2], after[3]
+    total = busy = 0
+    for cpu, (idle_a, total_a) in cpu0.items():
+        idle_b, total_b = cpu1.get(cpu, (idle_a, total_a))
+        total += total_b - total_a
+        busy += (total_b - total_a) - (idle_b - idle_a)
+    if total <= 0 or not cpu0:
+        return float(n_cpus)
+    busy_cores = busy * len(cpu0) / total
+    own_cores = max(0.0, own1 - own0) / max(elapsed, 1e-9)
+    others = min(max(busy_cores - own_cores, 0.0), float(n_cpus))
+    return n_cpus - others
+
+
+def idle_cores():
+    """Cores of this process's affinity set that other processes left idle.
+
+    The CPU time of the allowed cores (``/proc/stat``) minus this process's
+    own (``os.times``), since the previous call: no waiting, except on the
+    first call of a process that imported this module less than 20 ms ago.
+    A window shorter than 20 ms (two clock ticks) reuses the last answer.
+    Where ``/proc/stat`` is missing (not Linux) every allowed core counts as
+    idle.
 
     Returns
     -------
     float
-        The summed idle fraction of the allowed cores (e.g. 1.0 when one of
-        two cores is busy).
+        E.g. 1.0 when another process keeps one of two cores busy.
     """
-    now = time.monotonic()
     with _sample_lock:
-        if now - _sample["time"] < _SAMPLE_TTL and _sample["idle"] is not None:
-            return _sample["idle"]
-    try:
-        cpus = os.sched_getaffinity(0)
-        before = _read_cpu_times(cpus)
-        time.sleep(_SAMPLE_SECONDS)
-        after = _read_cpu_times(cpus)
-        idle = 0.0
-        for cpu, (idle0, total0) in before.items():
-            idle1, total1 = after.get(cpu, (idle0, total0))
-            span = total1 - total0
-            idle += (idle1 - idle0) / span if span > 0 else 1.0
-        if not before:
-            idle = float(len(cpus))
-    except (AttributeError, OSError, ValueError):
-        idle = float(_allowed_cores())
-    with _sample_lock:
-        _sample.update(time=time.monotonic(), idle=idle)
-    return idle
+        try:
+            now = _reading()
+        except (AttributeError, OSError, ValueError):
+            return float(_allowed_cores())
+        last = _sample["reading"]
+        if last is None:
+            last = now
+        if now[0] - last[0] < _SAMPLE_SECONDS:
+            if _sample["idle"] is not None and last is _sample["reading"]:
+                return _sample["idle"]
+            # no answer yet: wait until the window is long enough to measure
+            time.sleep(_SAMPLE_SECONDS - (now[0] - last[0]))
+            now = _reading()
+        _sample["idle"] = _idle_between(last, now)
+        _sample["reading"] = now
+        return _sample["idle"]
 
 
 def threads_for(work):
@@ -209,3 +232,9 @@ def torch_threads(work=None):
             torch.set_num_threads(previous)
         if outer is None:
             _local.budget = None
+
+
+try:  # the first window starts at import, so the first fit need not wait
+    _sample["reading"] = _reading()
+except (AttributeError, OSError, ValueError):
+    pass

@@ -1,4 +1,3 @@
-import numpy as np
 import pytest
 import torch
 from threadpoolctl import threadpool_limits
@@ -9,23 +8,24 @@ from skml.utils import _threads, thread_budget, threads_for, torch_threads
 @pytest.fixture(autouse=True)
 def fresh_sample(monkeypatch):
     monkeypatch.delenv("SKML_NUM_THREADS", raising=False)
-    monkeypatch.setitem(_threads._sample, "time", -np.inf)
+    monkeypatch.setitem(_threads._sample, "reading", None)
     before = torch.get_num_threads()
     yield
     torch.set_num_threads(before)
 
 
-def _fake_stat(monkeypatch, idle_share):
-    """/proc/stat readings where core c was idle idle_share[c] of 100 ticks."""
-    calls = {"n": 0}
+def _fake_stat(monkeypatch, idle_share, own_cores=0.0):
+    """Readings one second apart where core c is idle idle_share[c] of the
+    time and this process itself uses own_cores cores."""
+    clock = {"t": 0.0}
 
-    def read(cpus):
-        calls["n"] += 1
-        ticks = 100 * (calls["n"] - 1)
-        return {c: (round(ticks * idle_share[c]), ticks) for c in sorted(cpus)}
+    def reading():
+        clock["t"] += 1.0
+        t = clock["t"]
+        cpus = {c: (round(100 * t * u), round(100 * t)) for c, u in idle_share.items()}
+        return t, cpus, own_cores * t, len(idle_share)
 
-    monkeypatch.setattr(_threads, "_read_cpu_times", read)
-    monkeypatch.setattr(_threads.os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(_threads, "_reading", reading)
     monkeypatch.setattr(_threads.time, "sleep", lambda s: None)
 
 
@@ -46,6 +46,24 @@ def test_quiet_cores_are_used(monkeypatch):
     torch.set_num_threads(2)
     _fake_stat(monkeypatch, {0: 1.0, 1: 0.95})
     assert threads_for(1e9) == 2
+
+
+def test_own_cpu_time_does_not_count_as_busy(monkeypatch):
+    # both cores half busy, all of it this process's own work
+    _fake_stat(monkeypatch, {0: 0.5, 1: 0.5}, own_cores=1.0)
+    assert _threads.idle_cores() == pytest.approx(2.0)
+
+
+def test_a_short_window_reuses_the_last_answer(monkeypatch):
+    _fake_stat(monkeypatch, {0: 1.0, 1: 0.0})
+    assert _threads.idle_cores() == pytest.approx(1.0)
+    last = _threads._sample["reading"]
+    # a reading 5 ms later is too short a window to measure anything
+    monkeypatch.setattr(
+        _threads, "_reading", lambda: (last[0] + 0.005, {}, last[2], 2)
+    )
+    assert _threads.idle_cores() == pytest.approx(1.0)
+    assert _threads._sample["reading"] is last
 
 
 def test_budget_follows_torch_and_threadpoolctl():
@@ -89,3 +107,13 @@ def test_nested_block_chooses_within_the_outer_budget(monkeypatch):
 def test_idle_cores_is_a_share_of_the_allowed_cores():
     idle = _threads.idle_cores()
     assert 0.0 <= idle <= len(_threads.os.sched_getaffinity(0)) + 1e-9
+
+
+def test_first_answer_waits_for_a_long_enough_window(monkeypatch):
+    # a reading taken just before (as at import) is too recent to measure:
+    # the first call waits instead of answering without data
+    _fake_stat(monkeypatch, {0: 1.0, 1: 0.0})
+    first = _threads._reading()
+    monkeypatch.setitem(_threads._sample, "reading", first)
+    monkeypatch.setitem(_threads._sample, "idle", None)
+    assert _threads.idle_cores() == pytest.approx(1.0)
