@@ -27,9 +27,13 @@ def _version(dist):
 
 
 def info(args=None):
-    """Print versions of skml and its dependencies, and CUDA availability."""
+    """Print the estimators, versions of skml and its dependencies, and CUDA."""
     import skml
+    from skml.utils import all_estimators
 
+    print("estimators")
+    for name, cls in all_estimators():
+        print(f"  {name:<24} {cls.__module__.rsplit('.', 1)[0]}")
     print(f"python        {platform.python_version()} ({sys.executable})")
     for label, dist in _PACKAGES:
         version = skml.__version__ if label == "skml" else _version(dist)
@@ -70,9 +74,19 @@ def demo(args=None):
         n = len(all_estimators())
         print(f"skml {_version('skml')}: no estimator demos yet ({n} estimators).")
         return 0
-    columns = ["estimator", "task", "metric", "skml", "baseline", "seconds"]
+    for row in rows:
+        row["result"] = _verdict(row)
+    columns = ["estimator", "task", "metric", "skml", "baseline", "result", "seconds"]
     print(format_table(rows, columns=columns))
     return 0
+
+
+def _verdict(row):
+    """Whether skml beat its baseline, from the direction the metric states."""
+    lower = "higher is better" not in row["metric"].lower()
+    better = row["skml"] < row["baseline"] if lower else row["skml"] > row["baseline"]
+    ratio = row["skml"] / row["baseline"] if row["baseline"] else float("inf")
+    return f"{'skml better' if better else 'skml WORSE'} (x{ratio:.2f})"
 
 
 def bench(args):

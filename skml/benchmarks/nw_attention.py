@@ -665,12 +665,22 @@ def demo():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         ours = NWAttentionRegressor(random_state=0).fit(Xtr, ytr)
-    knn = _knn(0).fit(Xtr, ytr)
+        # the strongest peers: kernel ridge tuned by CV and a GP; the better
+        # of the two on the test rows is the baseline
+        peers = {
+            "KernelRidge (CV)": _kernel_ridge(0, X.shape[1]),
+            "GP": _gp(0, X.shape[1]),
+        }
+        mse = {
+            name: float(np.mean((peer.fit(Xtr, ytr).predict(Xte) - fte) ** 2))
+            for name, peer in peers.items()
+        }
+    best = min(mse, key=mse.get)
     return {
         "estimator": "NWAttentionRegressor",
         "task": "multi-index regression (additive, n=400, d=10)",
-        "metric": "test MSE to the noiseless target (baseline: tuned KNN)",
+        "metric": f"test MSE to the noiseless target (baseline: {best})",
         "skml": float(np.mean((ours.predict(Xte) - fte) ** 2)),
-        "baseline": float(np.mean((knn.predict(Xte) - fte) ** 2)),
+        "baseline": mse[best],
         "seconds": time.perf_counter() - start,
     }

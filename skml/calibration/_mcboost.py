@@ -233,7 +233,8 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
         self.n_iter_ = len(self.rounds_)
         self.train_score_ = np.asarray(final.train_loss)
         self.stopping_rule_ = rule
-        if rule is not None and not stopped:
+        # max_iter=0 asks for no rounds: nothing failed to converge
+        if rule is not None and not stopped and self.max_iter > 0:
             warnings.warn(
                 f"{type(self).__name__} reached max_iter={self.max_iter} rounds "
                 f"before its stopping rule ({rule!r}) was met; consider increasing "
@@ -408,16 +409,7 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
             G, self._group_labels, _ = encode_groups(groups, X.shape[0])
             blocks.append(G)
         if self.group_features is not None:
-            cols = np.asarray(self.group_features).ravel()
-            if (
-                cols.dtype.kind not in "iu"
-                or np.any(cols < 0)
-                or np.any(cols >= X.shape[1])
-            ):
-                raise ValueError(
-                    "group_features must hold column indices of X in "
-                    f"[0, {X.shape[1]}), got {self.group_features!r}."
-                )
+            cols = self._group_columns(X.shape[1])
             self.group_categories_ = []
             for col in cols:
                 values = np.unique(X[:, col])
@@ -434,6 +426,36 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
         G = np.hstack(blocks)
         self.n_groups_ = G.shape[1]
         return G
+
+    def _group_columns(self, n_features):
+        """``group_features`` as column indices (names need a DataFrame X)."""
+        cols = np.asarray(self.group_features, dtype=object).ravel()
+        if len(cols) and all(isinstance(c, str) for c in cols):
+            names = getattr(self, "feature_names_in_", None)
+            if names is None:
+                raise ValueError(
+                    "group_features given as column names need X as a DataFrame "
+                    f"with those columns; X has no column names ({cols.tolist()})."
+                )
+            index = {str(name): j for j, name in enumerate(names)}
+            for col in cols:
+                if col not in index:
+                    raise ValueError(
+                        f"group_features {col!r} is not a column of X; its columns "
+                        f"are {list(index)}."
+                    )
+            return np.array([index[c] for c in cols])
+        ok = all(
+            isinstance(c, Integral) and not isinstance(c, bool) and 0 <= c < n_features
+            for c in cols
+        )
+        if not ok:
+            raise ValueError(
+                "group_features must hold column indices of X in "
+                f"[0, {n_features}) or, for a DataFrame X, column names; got "
+                f"{self.group_features!r}."
+            )
+        return cols.astype(np.intp)
 
     def _groups_for(self, X, groups):
         blocks = []
@@ -778,10 +800,10 @@ _DOC_PARAMS = """
         Hinge functions per feature (and for the score) in the ridge
         auditor, at quantiles of the audit data: 0 gives a linear auditor.
 
-    group_features : array-like of int, default=None
-        Columns of X holding categorical group variables; each distinct value
-        becomes a group indicator. Groups can also come as the ``groups``
-        argument of ``fit``.
+    group_features : array-like of int or str, default=None
+        Columns of X holding categorical group variables, as indices or, when
+        X is a DataFrame, as column names; each distinct value becomes a group
+        indicator. Groups can also come as the ``groups`` argument of ``fit``.
 
     early_stopping : {"auto", "holdout", "cv", "tolerance", "significance"} \
             or bool, default="auto"

@@ -86,7 +86,9 @@ def _directions(d, n_projections, random_state, device, dtype):
     return theta.to(device)
 
 
-def compute_sliced_plans(Xs, Xt, a, b, *, n_projections, beta, metric, random_state):
+def compute_sliced_plans(
+    Xs, Xt, a, b, *, n_projections, beta, metric, random_state, directions=None
+):
     """Per-slice north-west-corner plans and their softmax(-beta cost) weights.
 
     Works on torch tensors (any device). For uniform weights and n = m each
@@ -94,7 +96,14 @@ def compute_sliced_plans(Xs, Xt, a, b, *, n_projections, beta, metric, random_st
     monotone 1-D plan on the sorted supports.
     """
     n, m = Xs.shape[0], Xt.shape[0]
-    theta = _directions(Xs.shape[1], n_projections, random_state, Xs.device, Xs.dtype)
+    if directions is None:
+        theta = _directions(
+            Xs.shape[1], n_projections, random_state, Xs.device, Xs.dtype
+        )
+    else:
+        # the directions of an earlier call: the same slices, rebuilt
+        theta = directions
+        n_projections = theta.shape[1]
     ps, order_s = torch.sort((Xs @ theta).T, dim=1, stable=True)
     pt, order_t = torch.sort((Xt @ theta).T, dim=1, stable=True)
     cdf_s = torch.cumsum(a[order_s], dim=1)

@@ -13,7 +13,7 @@ from sklearn.base import (
 )
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ..utils import TorchEstimatorMixin, resolve_device, to_numpy, to_tensor
 from ._sinkhorn import entropic_cost, sinkhorn_log
@@ -272,6 +272,38 @@ def _srot_value(
     return torch.sum(C * P) + eps * kl
 
 
+def _check_labels(y, y_target, n, m):
+    """Source and target class labels as arrays, with errors that name them."""
+    labels = []
+    for name, values, size in (("y", y, n), ("y_target", y_target, m)):
+        values = np.asarray(values)
+        if values.shape != (size,):
+            raise ValueError(
+                f"{name} must have shape ({size},), one label per point; got "
+                f"{values.shape}."
+            )
+        if values.dtype.kind in "fc" and np.isnan(values).any():
+            raise ValueError(
+                f"{name} contains NaN class labels; give every point a class "
+                "(-1 in y_target marks an unlabelled target point)."
+            )
+        labels.append(values)
+    return tuple(labels)
+
+
+def _label_penalty(C, y, y_target):
+    """The cost plus a large penalty between points of different classes."""
+    differ = (y[:, None] != y_target[None, :]) & (y_target[None, :] != -1)
+    penalty = _LABEL_PENALTY * float(C.max())
+    return C + penalty * to_tensor(differ.astype(np.float64), C.device)
+
+
+def _barycentric(P, dest):
+    """Rows of P normalised, times dest; NaN for rows without mass."""
+    mass = P.sum(1, keepdim=True)
+    return torch.where(mass > 0, P @ dest / torch.where(mass > 0, mass, 1.0), torch.nan)
+
+
 class SROTransport(
     TorchEstimatorMixin, OneToOneFeatureMixin, TransformerMixin, BaseEstimator
 ):
@@ -333,11 +365,32 @@ class SROTransport(
     Attributes
     ----------
     coupling_ : ndarray of shape (n_samples, n_target)
-        The transport plan (sums to 1).
+        The transport plan (sums to 1). Recomputed from the potentials on
+        each access, not stored: the fitted model pickles in O((n + m) d).
     reference_plan_ : ndarray of shape (n_samples, n_target)
-        The sliced reference plan R of the first solve.
+        The sliced reference plan R of the first solve (recomputed).
     cost_ : ndarray of shape (n_samples, n_target)
-        The ground cost (with the class penalty when labels are used).
+        The ground cost, with the class penalty when labels are used
+        (recomputed).
+    transport_cost_ : float
+        ``<cost_, coupling_>`` at the end of fit.
+    source_images_ : ndarray of shape (n_samples, n_features)
+        Where ``transform`` sends each fitted source point (its barycentric
+        image; NaN rows for zero-weight points).
+    target_images_ : ndarray of shape (n_target, n_features)
+        Where ``inverse_transform`` sends each target point.
+    slice_directions_ : ndarray of shape (n_features, n_projections) or None
+        The unit directions of the sliced reference (None for
+        ``reference="independent"``); the slices' 1-D plans are rebuilt from
+        them when needed.
+    labels_ : tuple of ndarray or None
+        ``(y, y_target)`` when both were given to ``fit``.
+    stage_potentials_ : list of tuple of ndarray
+        The potentials ``(f, g)`` of every solve (one per refinement).
+    X_fit_ : ndarray of shape (n_samples, n_features)
+        The source samples.
+    a_, b_ : ndarray of shape (n_samples,), (n_target,)
+        The source and target weights (normalised).
     eps_ : float
         The absolute regularisation ``reg * median(cost)``.
     potentials_ : tuple of ndarray
@@ -470,9 +523,12 @@ class SROTransport(
         if X_target is None:
             X_target = rng.standard_normal(X.shape)
         else:
-            X_target = validate_data(self, X_target, reset=False, dtype=np.float64)
+            X_target = self._check_target(X_target)
         dev = self._fit_device()
         n, m = X.shape[0], X_target.shape[0]
+        self.labels_ = None
+        if y is not None and y_target is not None:
+            self.labels_ = _check_labels(y, y_target, n, m)
         # One Sinkhorn iteration touches the n x m cost.
         with self._threads(work=n * m):
             a = to_tensor(check_weights(sample_weight, n, "sample_weight"), dev)
@@ -480,8 +536,8 @@ class SROTransport(
             Xs, Xt = to_tensor(X, dev), to_tensor(X_target, dev)
             C = pairwise_cost(Xs, Xt, self.metric)
             self.eps_ = self.reg * _median_cost(C, rng)
-            if y is not None and y_target is not None:
-                C = self._label_penalty(C, y, y_target, n, m)
+            if self.labels_ is not None:
+                C = _label_penalty(C, *self.labels_)
             seed = rng.randint(2**31)
             if self.reference == "sliced":
                 plans = compute_sliced_plans(
@@ -513,29 +569,131 @@ class SROTransport(
                 reference = (
                     1 - self.reference_smoothing
                 ) * P + self.reference_smoothing * (a[:, None] * b[None, :])
-            self.coupling_ = to_numpy(P)
-            self.reference_plan_ = to_numpy(R)
-            self.cost_ = to_numpy(C)
+            # What transform needs is kept; the n x m plan, reference and
+            # cost are recomputed on access (coupling_, ...), so a fitted
+            # model pickles in O((n + m) d) rather than O(n m).
+            self.transport_cost_ = float(torch.sum(C * P))
+            self.source_images_ = to_numpy(_barycentric(P, Xt))
+            self.target_images_ = to_numpy(_barycentric(P.T, Xs))
             self.potentials_ = (to_numpy(stages[-1][0]), to_numpy(stages[-1][1]))
             self.n_iter_ = n_iter
             self.X_target_ = X_target
             self.X_fit_ = X
             self.a_, self.b_ = to_numpy(a), to_numpy(b)
             self.stage_potentials_ = [(to_numpy(f), to_numpy(g)) for f, g in stages]
-            self.sliced_plans_ = None if plans is None else plans.to_numpy()
+            self.slice_directions_ = (
+                None if plans is None else to_numpy(plans.directions)
+            )
         return self
 
-    def _label_penalty(self, C, y, y_target, n, m):
-        y = np.asarray(y)
-        y_target = np.asarray(y_target)
-        if y.shape != (n,) or y_target.shape != (m,):
+    def _check_target(self, X_target):
+        """X_target as float64, with errors that name it."""
+        X_target = check_array(X_target, dtype=np.float64, input_name="X_target")
+        if X_target.shape[1] != self.n_features_in_:
             raise ValueError(
-                f"y must have shape ({n},) and y_target ({m},); got {y.shape} and "
-                f"{y_target.shape}."
+                f"X_target has {X_target.shape[1]} features, but X has "
+                f"{self.n_features_in_}: source and target must live in one space."
             )
-        differ = (y[:, None] != y_target[None, :]) & (y_target[None, :] != -1)
-        penalty = _LABEL_PENALTY * float(C.max())
-        return C + penalty * to_tensor(differ.astype(np.float64), C.device)
+        return X_target
+
+    # ------------------------------------------------------- recomputed state
+    @property
+    def coupling_(self):
+        """The (n_samples, n_target) transport plan (sums to 1), recomputed
+        from the fitted potentials on each access."""
+        return self._plan()[0]
+
+    @property
+    def reference_plan_(self):
+        """The (n_samples, n_target) reference R of the first solve,
+        recomputed on each access."""
+        return self._plan()[1]
+
+    @property
+    def cost_(self):
+        """The (n_samples, n_target) ground cost (with the class penalty when
+        labels are used), recomputed on each access."""
+        return self._plan()[2]
+
+    def _plan(self):
+        check_is_fitted(self)
+        dev = self._predict_device()
+        n, m = self.X_fit_.shape[0], self.X_target_.shape[0]
+        with self._threads(work=n * m):
+            Xs, Xt = to_tensor(self.X_fit_, dev), to_tensor(self.X_target_, dev)
+            a, b = to_tensor(self.a_, dev), to_tensor(self.b_, dev)
+            C = pairwise_cost(Xs, Xt, self.metric)
+            if self.labels_ is not None:
+                C = _label_penalty(C, *self.labels_)
+            plans = self._slices(Xs, Xt, a, b)
+            if plans is None:
+                R = a[:, None] * b[None, :]
+            else:
+                R = plans.dense(n, m, self.reference_smoothing, a, b)
+            support = (a[:, None] > 0) & (b[None, :] > 0)
+            reference = R
+            for f, g in self.stage_potentials_:
+                f, g = to_tensor(f, dev), to_tensor(g, dev)
+                log_R = torch.log(reference)
+                P = torch.exp(log_R + (f[:, None] + g[None, :] - C) / self.eps_)
+                P = torch.where(support, P, 0.0)
+                alpha = self.reference_smoothing
+                reference = (1 - alpha) * P + alpha * (a[:, None] * b[None, :])
+            return to_numpy(P), to_numpy(R), to_numpy(C)
+
+    def _slices(self, Xs, Xt, a, b):
+        """The fitted slices' 1-D plans, rebuilt from the stored directions."""
+        if self.slice_directions_ is None:
+            return None
+        return compute_sliced_plans(
+            Xs,
+            Xt,
+            a,
+            b,
+            n_projections=self.slice_directions_.shape[1],
+            beta=self.beta,
+            metric=self.metric,
+            random_state=None,
+            directions=to_tensor(self.slice_directions_, Xs.device),
+        )
+
+    def score(self, X, y=None):
+        """Minus how far the map sends held-out points from the target.
+
+        The points are transported and compared with ``X_target_`` by the
+        cost of the expected sliced plan on 64 fixed directions (an upper
+        bound on the squared 2-Wasserstein distance for the squared
+        Euclidean cost, zero only when the two clouds coincide), so
+        ``GridSearchCV`` can tune ``reg`` or ``beta`` without a scorer.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Held-out source points.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        score : float
+            At most 0; higher is better.
+        """
+        moved = self.transform(X)
+        dev = self._predict_device()
+        with self._threads(work=moved.shape[0] * 64):
+            A, B = to_tensor(moved, dev), to_tensor(self.X_target_, dev)
+            a = to_tensor(np.full(len(moved), 1.0 / len(moved)), dev)
+            plans = compute_sliced_plans(
+                A,
+                B,
+                a,
+                to_tensor(self.b_, dev),
+                n_projections=64,
+                beta=0.0,
+                metric=self.metric,
+                random_state=0,
+            )
+            return -float(torch.sum(plans.weights * plans.slice_costs))
 
     def transform(self, X):
         """Move source-space points to the target space.
@@ -575,19 +733,18 @@ class SROTransport(
 
     # ------------------------------------------------------------ mapping
     def _map(self, Q, forward):
-        P = self.coupling_ if forward else self.coupling_.T
+        images = self.source_images_ if forward else self.target_images_
         fitted = self.X_fit_ if forward else self.X_target_
-        dest = self.X_target_ if forward else self.X_fit_
-        out = np.empty((Q.shape[0], dest.shape[1]))
+        out = np.empty((Q.shape[0], images.shape[1]))
         # Rows equal to a fitted point take its barycentric image directly.
         index = {row.tobytes(): i for i, row in enumerate(fitted)}
         hits = np.array([index.get(row.tobytes(), -1) for row in Q], dtype=int)
-        mass = P.sum(axis=1)
-        # a fitted point of zero weight has no row in the plan: map it anew
-        known = (hits >= 0) & (mass[np.maximum(hits, 0)] > 0)
+        # a fitted point of zero weight has no row in the plan (a NaN image):
+        # map it anew
+        known = hits >= 0
+        known[known] = np.isfinite(images[hits[known], 0])
         if known.any():
-            rows = P[hits[known]]
-            out[known] = (rows / rows.sum(axis=1, keepdims=True)) @ dest
+            out[known] = images[hits[known]]
         if (~known).any():
             out[~known] = self._out_of_sample(Q[~known], forward)
         return out
@@ -602,7 +759,12 @@ class SROTransport(
     def _entropic_map(self, Q, forward, dev):
         dest = to_tensor(self.X_target_ if forward else self.X_fit_, dev)
         weights = to_tensor(self.b_ if forward else self.a_, dev)
-        plans = None if self.sliced_plans_ is None else self.sliced_plans_.to(dev)
+        plans = self._slices(
+            to_tensor(self.X_fit_, dev),
+            to_tensor(self.X_target_, dev),
+            to_tensor(self.a_, dev),
+            to_tensor(self.b_, dev),
+        )
         potentials = [
             to_tensor(g if forward else f, dev) for f, g in self.stage_potentials_
         ]

@@ -31,8 +31,9 @@ import torch
 # a second thread costs more than it gives: at 1e4 elements two threads were
 # 0.77x on a quiet core and 4.7x under contention.
 PARALLEL_WORK = 2e5
-# Shortest window of /proc/stat readings (2 ticks of USER_HZ=100).
-_SAMPLE_SECONDS = 0.02
+# Shortest window of /proc/stat readings (5 ticks of USER_HZ=100: CPU times
+# are counted in ticks, so shorter windows misread a core's use by 20% or more).
+_SAMPLE_SECONDS = 0.05
 
 _local = threading.local()
 _sample_lock = threading.Lock()
@@ -133,8 +134,8 @@ def idle_cores():
 
     The CPU time of the allowed cores (``/proc/stat``) minus this process's
     own (``os.times``), since the previous call: no waiting, except on the
-    first call of a process that imported this module less than 20 ms ago.
-    A window shorter than 20 ms (two clock ticks) reuses the last answer.
+    first call of a process that imported this module less than 50 ms ago.
+    A window shorter than 50 ms (five clock ticks) reuses the last answer.
     Where ``/proc/stat`` is missing (not Linux) every allowed core counts as
     idle.
 
@@ -186,9 +187,10 @@ def threads_for(work):
     budget = thread_budget()
     if budget == 1 or (work is not None and work < PARALLEL_WORK):
         return 1
-    # floor(idle + 0.25): a core that is busy a third of the time still
-    # makes a second thread wait on it.
-    free = int(math.floor(idle_cores() + 0.25))
+    # A core that other processes keep busy half the time or more is not
+    # free; below that, tick rounding and our own spinning threads blur the
+    # reading.
+    free = int(math.floor(idle_cores() + 0.5))
     return max(1, min(budget, free))
 
 

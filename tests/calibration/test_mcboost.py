@@ -463,3 +463,30 @@ def test_fold_gram_from_the_full_gram_equals_a_direct_one():
     np.testing.assert_allclose(
         train.static_gram(), weighted_gram(X[:60], w[:60]), rtol=1e-12
     )
+
+
+def test_group_features_by_column_name():
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame(
+        {"x": rng.normal(size=400), "g": rng.integers(0, 3, 400).astype(float)}
+    )
+    y = frame["x"] + (frame["g"] == 1) * 0.8 + 0.2 * rng.normal(size=400)
+    by_name = MCBoostRegressor(group_features=["g"], random_state=0).fit(frame, y)
+    by_index = MCBoostRegressor(group_features=[1], random_state=0).fit(frame, y)
+    np.testing.assert_array_equal(by_name.predict(frame), by_index.predict(frame))
+    assert by_name.n_groups_ == 3
+    with pytest.raises(ValueError, match="'h' is not a column of X"):
+        MCBoostRegressor(group_features=["h"]).fit(frame, y)
+    with pytest.raises(ValueError, match="column names need X as a DataFrame"):
+        MCBoostRegressor(group_features=["g"]).fit(frame.to_numpy(), y)
+
+
+def test_max_iter_0_is_not_a_convergence_failure():
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(200, 2))
+    y = X[:, 0] + rng.normal(size=200)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = MCBoostRegressor(max_iter=0, random_state=0).fit(X, y)
+    assert model.n_iter_ == 0

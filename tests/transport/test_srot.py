@@ -244,8 +244,8 @@ def test_fitted_model_holds_no_tensor(gaussians, kwargs):
     model.transform(Xs[:5] + 0.1)
     model.inverse_transform(Xt[:5] + 0.1)
     assert find_tensors(model) == []
-    if model.sliced_plans_ is not None:
-        assert model.sliced_plans_.order_s.dtype == np.int64
+    assert model.coupling_.shape == (60, 50)  # recomputed: leaves no tensor
+    assert find_tensors(model) == []
 
 
 def test_torch_device_parameter(gaussians):
@@ -290,3 +290,61 @@ def test_cpu_and_cuda_agree(gaussians):
     np.testing.assert_allclose(
         gpu.transform(Xs + 0.1), cpu.transform(Xs + 0.1), rtol=1e-6, atol=1e-9
     )
+
+
+def test_x_target_problems_name_x_target():
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(10, 2))
+    bad = rng.normal(size=(8, 2))
+    bad[3, 1] = np.nan
+    with pytest.raises(ValueError, match="X_target contains NaN"):
+        SROTransport().fit(X, X_target=bad)
+    with pytest.raises(ValueError, match="X_target has 3 features, but X has 2"):
+        SROTransport().fit(X, X_target=rng.normal(size=(8, 3)))
+
+
+@pytest.mark.parametrize("which", ["y", "y_target"])
+def test_nan_class_label_is_rejected(which):
+    rng = np.random.default_rng(6)
+    X, Xt = rng.normal(size=(10, 2)), rng.normal(size=(12, 2))
+    labels = {"y": np.repeat([0.0, 1.0], 5), "y_target": np.tile([0.0, 1.0], 6)}
+    labels[which] = labels[which].copy()
+    labels[which][2] = np.nan
+    with pytest.raises(ValueError, match=f"{which} contains NaN"):
+        SROTransport().fit(X, X_target=Xt, **labels)
+
+
+def test_fitted_state_is_small_and_the_plan_is_recomputed_on_access():
+    from skml.datasets import make_gaussian_mixtures
+
+    Xs, Xt = make_gaussian_mixtures(1000, 2, random_state=0)
+    model = SROTransport(random_state=0).fit(Xs, X_target=Xt)
+    # 48.7 MB before the plan, reference, cost and slice tables were dropped
+    assert len(pickle.dumps(model)) < 4.87e6
+    P, C = model.coupling_, model.cost_
+    np.testing.assert_allclose(P.sum(1), model.a_, atol=1e-8)
+    np.testing.assert_allclose(P.sum(0), model.b_, atol=1e-8)
+    np.testing.assert_allclose(np.sum(P * C), model.transport_cost_, rtol=1e-10)
+    np.testing.assert_allclose(
+        model.transform(Xs), (P / P.sum(1, keepdims=True)) @ Xt, rtol=1e-10
+    )
+    R = model.reference_plan_
+    assert R.shape == P.shape and np.isclose(R.sum(), 1.0)
+    # the plan is closer to its reference than the independent coupling is
+    assert np.abs(P - R).sum() < np.abs(P - np.outer(model.a_, model.b_)).sum()
+
+
+def test_score_ranks_maps_by_held_out_fit_to_the_target():
+    from sklearn.model_selection import GridSearchCV
+
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(300, 2)) * [3.0, 0.5] + 2.0
+    target = rng.normal(size=(300, 2))
+    good = SROTransport(random_state=0).fit(X[:200], X_target=target)
+    # a map fitted to other data moves the held-out points worse
+    bad = SROTransport(random_state=0).fit(X[:200] * 2.0, X_target=target)
+    assert good.score(X[200:]) > bad.score(X[200:])
+    assert good.score(X[200:]) <= 0.0
+    search = GridSearchCV(SROTransport(random_state=0), {"reg": [0.05, 1.0]}, cv=3)
+    search.fit(X)
+    assert np.all(np.isfinite(search.cv_results_["mean_test_score"]))
