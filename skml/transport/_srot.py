@@ -205,9 +205,9 @@ def srot_divergence(
     >>> import numpy as np
     >>> from skml.transport import srot_divergence
     >>> X = np.random.default_rng(0).normal(size=(50, 2))
-    >>> abs(srot_divergence(X, X, random_state=0)) < 1e-6
+    >>> abs(srot_divergence(X, X, reg=0.5, random_state=0)) < 1e-6
     True
-    >>> srot_divergence(X, X + 1.0, random_state=0) > 0
+    >>> srot_divergence(X, X + 1.0, reg=0.5, random_state=0) > 0
     True
     """
     as_tensor = isinstance(Xs, torch.Tensor) or isinstance(Xt, torch.Tensor)

@@ -148,6 +148,7 @@ def test_groups_routed_through_metadata_routing(s2):
     assert pred.shape == s2.y_test.shape
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_unfitted_estimator_is_cross_fitted(s2):
     model = MCBoostRegressor(Ridge(), cv=3, random_state=0)
     model.fit(s2.X_audit, s2.y_audit)

@@ -121,6 +121,7 @@ def test_transform_is_row_wise(gaussians):
     np.testing.assert_allclose(out[30:], model.transform(new), rtol=1e-10)
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_labels_restrict_transport():
     rng = np.random.default_rng(1)
     Xs = rng.normal(size=(60, 2))
@@ -134,6 +135,7 @@ def test_labels_restrict_transport():
     assert P[forbidden].sum() < 1e-8
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_divergence_properties():
     rng = np.random.default_rng(2)
     X = rng.normal(size=(40, 2))
@@ -145,6 +147,7 @@ def test_divergence_properties():
     assert srot_divergence(X, Y, random_state=0) > 0
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_divergence_gradient_matches_finite_differences():
     rng = np.random.default_rng(3)
     X = torch.tensor(rng.normal(size=(25, 2)), requires_grad=True)
