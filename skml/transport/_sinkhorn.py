@@ -188,6 +188,21 @@ def _iterate_scaling(log_a, log_b, ell, shift, eps, u, v, max_iter, tol, check_e
     return u * eps, v * eps, it, err
 
 
+def next_reference(P, a, b, smoothing):
+    """The proximal refinement's next reference ``(1 - s) P + s a b'``."""
+    return (1 - smoothing) * P + smoothing * (a[:, None] * b[None, :])
+
+
+def plan_from_potentials(a, b, C, log_R, f, g, reg):
+    """``R exp((f_i + g_j - C_ij) / reg)`` on the support of ``a b'``.
+
+    The plan :func:`sinkhorn_log` returns, rebuilt from its potentials (zero
+    on rows and columns of zero weight).
+    """
+    plan = torch.exp(log_R + (f[:, None] + g[None, :] - C) / reg)
+    return torch.where((a[:, None] > 0) & (b[None, :] > 0), plan, 0.0)
+
+
 def entropic_cost(plan, C, log_R, reg):
     """``<C, P> + reg * KL(P || R)`` of a plan (torch)."""
     positive = plan > 0

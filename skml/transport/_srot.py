@@ -16,7 +16,12 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ..utils import TorchEstimatorMixin, resolve_device, to_numpy, to_tensor
-from ._sinkhorn import entropic_cost, sinkhorn_log
+from ._sinkhorn import (
+    entropic_cost,
+    next_reference,
+    plan_from_potentials,
+    sinkhorn_log,
+)
 from ._sliced import compute_sliced_plans, query_reference_log
 from ._validation import METRICS, check_weights, pairwise_cost
 
@@ -566,9 +571,7 @@ class SROTransport(
                 n_iter += result["n_iter"]
                 stages.append((result["f"], result["g"]))
                 P = result["plan"]
-                reference = (
-                    1 - self.reference_smoothing
-                ) * P + self.reference_smoothing * (a[:, None] * b[None, :])
+                reference = next_reference(P, a, b, self.reference_smoothing)
             # What transform needs is kept; the n x m plan, reference and
             # cost are recomputed on access (coupling_, ...), so a fitted
             # model pickles in O((n + m) d) rather than O(n m).
@@ -630,15 +633,12 @@ class SROTransport(
                 R = a[:, None] * b[None, :]
             else:
                 R = plans.dense(n, m, self.reference_smoothing, a, b)
-            support = (a[:, None] > 0) & (b[None, :] > 0)
             reference = R
             for f, g in self.stage_potentials_:
                 f, g = to_tensor(f, dev), to_tensor(g, dev)
                 log_R = torch.log(reference)
-                P = torch.exp(log_R + (f[:, None] + g[None, :] - C) / self.eps_)
-                P = torch.where(support, P, 0.0)
-                alpha = self.reference_smoothing
-                reference = (1 - alpha) * P + alpha * (a[:, None] * b[None, :])
+                P = plan_from_potentials(a, b, C, log_R, f, g, self.eps_)
+                reference = next_reference(P, a, b, self.reference_smoothing)
             return to_numpy(P), to_numpy(R), to_numpy(C)
 
     def _slices(self, Xs, Xt, a, b):

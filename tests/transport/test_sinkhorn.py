@@ -109,3 +109,22 @@ def test_nan_plan_raises():
     log_R = torch.full((2, 2), -np.inf, dtype=torch.float64)  # no feasible plan
     with pytest.raises(ValueError, match="increase reg"):
         sinkhorn_log(a, a, C, 0.1, log_R, warn=False)
+
+
+def test_plan_from_potentials_rebuilds_the_solver_plan():
+    import torch
+
+    from skml.transport._sinkhorn import plan_from_potentials, sinkhorn_log
+
+    rng = np.random.default_rng(3)
+    a = np.full(30, 1 / 30)
+    b = rng.random(25)
+    b[4] = 0.0  # a zero-weight column gets no mass
+    b /= b.sum()
+    C = rng.random((30, 25))
+    a_t, b_t, C_t = (torch.as_tensor(v) for v in (a, b, C))
+    out = sinkhorn_log(a_t, b_t, C_t, 0.1, None, max_iter=2000, tol=1e-10)
+    log_R = torch.log(a_t)[:, None] + torch.log(b_t)[None, :]
+    P = plan_from_potentials(a_t, b_t, C_t, log_R, out["f"], out["g"], 0.1)
+    np.testing.assert_allclose(P.numpy(), out["plan"].numpy(), rtol=1e-12, atol=0)
+    assert np.all(P.numpy()[:, 4] == 0.0)
