@@ -103,7 +103,7 @@ def find_tensors(obj, _path="", _seen=None):
     Returns
     -------
     list of str
-        Attribute paths such as ``"sliced_plans_.directions"``.
+        Attribute paths such as ``"plans_.directions"``.
 
     Examples
     --------

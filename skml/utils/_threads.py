@@ -17,6 +17,9 @@ one (a tiny operation up to 5x slower). So the policy is:
    process's own CPU time, no waiting), so a busy core is not waited on.
 4. ``SKML_NUM_THREADS=N`` in the environment pins the count: exactly N
    threads for every operation, no sampling.
+
+Only the main thread changes the count: torch has one setting per process,
+so code running in other Python threads leaves it as it is.
 """
 
 import contextlib
@@ -220,6 +223,12 @@ def torch_threads(work=None):
     ...     n, torch.get_num_threads()
     (1, 1)
     """
+    if threading.current_thread() is not threading.main_thread():
+        # torch's thread count is one setting for the whole process: from a
+        # worker thread (joblib's threading backend, dask) changing it would
+        # race with the other threads, so the count stays as it is.
+        yield torch.get_num_threads()
+        return
     outer = getattr(_local, "budget", None)
     if outer is None:
         _local.budget = thread_budget()

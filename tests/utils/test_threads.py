@@ -117,3 +117,20 @@ def test_first_answer_waits_for_a_long_enough_window(monkeypatch):
     monkeypatch.setitem(_threads._sample, "reading", first)
     monkeypatch.setitem(_threads._sample, "idle", None)
     assert _threads.idle_cores() == pytest.approx(1.0)
+
+
+def test_other_python_threads_leave_the_count_alone():
+    import threading
+
+    torch.set_num_threads(2)
+    seen = []
+
+    def work():
+        with torch_threads(work=1) as n:
+            seen.append((n, torch.get_num_threads()))
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    assert seen == [(2, 2)]
+    assert torch.get_num_threads() == 2
