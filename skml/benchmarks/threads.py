@@ -8,6 +8,9 @@ process, so that torch's thread pool starts as a user's would:
   one other process spinning on a core, under the policy and with the count
   pinned to 1 and to the full budget (``SKML_NUM_THREADS``, the count torch
   used before the policy);
+- ``randhie``: the same settings for ``MCBoostRegressor(Ridge())`` on a real
+  table, the RAND Health Insurance Experiment data that statsmodels ships
+  (20,190 rows, five audit groups);
 - ``fits``: a default fit of every estimator, policy against the count
   pinned to the full budget, alternating in one process (median of 7 each),
   quiet and busy;
@@ -185,6 +188,21 @@ def mcboost_code(tree=None):
     return _source(body, tree)
 
 
+def randhie_code(tree=None):
+    """MCBoost on a real table: RAND HIE (statsmodels), 20,190 rows, its five
+    audit groups, a cross-fitted ridge base model."""
+    body = """
+        from skml.calibration import MCBoostRegressor
+        from skml.datasets import load_randhie
+        data = load_randhie()
+        est = MCBoostRegressor(Ridge(), random_state=0)
+        start = time.perf_counter()
+        est.fit(data.data, data.target, groups=data.groups)
+        print("SECONDS", time.perf_counter() - start)
+    """
+    return _source(body, tree)
+
+
 def _fit_code(name, repeats, tree=None):
     """Fits under the policy and pinned to the full budget, alternating in
     one process (sub-second fits vary more between processes than between
@@ -240,24 +258,33 @@ def _search_code(name, tree=None):
     return _source(body, tree, N=SEARCH_ROWS[name])
 
 
-def _mcboost_part(ctx, repeats):
+def _settings_part(ctx, repeats, code):
     rows = []
     for busy in (False, True):
         for label, threads in (("policy", None), ("1 thread", 1), ("budget", 0)):
             pinned = (os.cpu_count() or 1) if threads == 0 else threads
             seconds = min(
-                time_workload(mcboost_code(), busy=busy, threads=pinned)
-                for _ in range(repeats)
+                time_workload(code, busy=busy, threads=pinned) for _ in range(repeats)
             )
             rows.append(
                 {
-                    "part": "mcboost",
+                    "part": ctx.part,
                     "machine": "busy" if busy else "quiet",
                     "threads": label,
                     "seconds": seconds,
                 }
             )
     return rows
+
+
+def _mcboost_part(ctx, repeats):
+    return _settings_part(ctx, repeats, mcboost_code())
+
+
+def _randhie_part(ctx, repeats):
+    if not ctx.peer("statsmodels", ["statsmodels"], "pip install statsmodels"):
+        return []
+    return _settings_part(ctx, repeats, randhie_code())
 
 
 def _fits_part(ctx, names, repeats):
@@ -310,6 +337,13 @@ BENCHMARK = Benchmark(
             help="12,000-row MCBoost fit, quiet and busy, policy vs pinned counts",
         ),
         Part(
+            "randhie",
+            _randhie_part,
+            full={"repeats": 2},
+            quick={"repeats": 1},
+            help="MCBoost on the RAND HIE table (statsmodels), quiet and busy",
+        ),
+        Part(
             "fits",
             _fits_part,
             full={"names": list(_ESTIMATORS), "repeats": 7},
@@ -352,6 +386,7 @@ def report(rows):
     lines = [*meta_line(rows), *status_lines(rows)]
     for part, columns in (
         ("mcboost", ["machine", "threads", "seconds"]),
+        ("randhie", ["machine", "threads", "seconds"]),
         ("fits", ["estimator", "machine", "policy_s", "budget_s", "ratio"]),
         (
             "search",
