@@ -9,7 +9,6 @@ Prints one line per command: quiet seconds, busy seconds, busy / quiet.
 """
 
 import argparse
-import multiprocessing
 import pathlib
 import re
 import subprocess
@@ -19,31 +18,17 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def _spin(seconds):
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        pass
-
-
 def _timed(command, busy):
-    spinner = None
-    if busy:
-        spinner = multiprocessing.get_context("spawn").Process(
-            target=_spin, args=(3600,), daemon=True
-        )
-        spinner.start()
-        time.sleep(0.5)
-    try:
+    from skml.benchmarks.threads import busy_core
+
+    with busy_core(busy):
         start = time.perf_counter()
         subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
         return time.perf_counter() - start
-    finally:
-        if spinner is not None:
-            spinner.terminate()
-            spinner.join()
 
 
 def main(argv=None):
+    sys.path.insert(0, str(ROOT))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--no-tests", action="store_true", help="skip the suite")
     args = parser.parse_args(argv)

@@ -24,6 +24,7 @@ A workload's source can also run against another checkout of skml
 (``tools/compare_threads.py`` does that for the code before the policy).
 """
 
+import contextlib
 import multiprocessing
 import os
 import subprocess
@@ -127,6 +128,32 @@ def _spin(seconds):
         pass
 
 
+@contextlib.contextmanager
+def busy_core(busy=True, seconds=3600):
+    """Keep one other process spinning on a core inside the block.
+
+    Parameters
+    ----------
+    busy : bool, default=True
+        ``False`` makes the block a no-op (a quiet machine).
+    seconds : float, default=3600
+        Upper bound on the spinner's life; it is stopped when the block ends.
+    """
+    if not busy:
+        yield
+        return
+    spinner = multiprocessing.get_context("spawn").Process(
+        target=_spin, args=(seconds,), daemon=True
+    )
+    spinner.start()
+    time.sleep(0.5)
+    try:
+        yield
+    finally:
+        spinner.terminate()
+        spinner.join()
+
+
 def time_workload(code, *, busy=False, threads=None, timeout=900, values=1):
     """Seconds a workload reports, run in a fresh interpreter.
 
@@ -150,14 +177,7 @@ def time_workload(code, *, busy=False, threads=None, timeout=900, values=1):
     env.pop("SKML_NUM_THREADS", None)
     if threads is not None:
         env["SKML_NUM_THREADS"] = str(threads)
-    spinner = None
-    if busy:
-        spinner = multiprocessing.get_context("spawn").Process(
-            target=_spin, args=(timeout,), daemon=True
-        )
-        spinner.start()
-        time.sleep(0.5)
-    try:
+    with busy_core(busy, timeout):
         out = subprocess.run(
             [sys.executable, "-c", code],
             env=env,
@@ -166,10 +186,6 @@ def time_workload(code, *, busy=False, threads=None, timeout=900, values=1):
             timeout=timeout,
             check=True,
         )
-    finally:
-        if spinner is not None:
-            spinner.terminate()
-            spinner.join()
     numbers = [float(v) for v in out.stdout.strip().splitlines()[-1].split()[1:]]
     return numbers[0] if values == 1 else numbers[:values]
 
