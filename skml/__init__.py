@@ -14,6 +14,8 @@ __version__ = "0.1.0.dev0"
 _ESTIMATORS: dict[str, str] = {
     "MCBoostClassifier": "calibration",
     "MCBoostRegressor": "calibration",
+    "NonlinearFactorImputer": "impute",
+    "NonlinearFactorModel": "decomposition",
     "NWAttentionRegressor": "attention",
     "SROTransport": "transport",
 }

@@ -1,14 +1,17 @@
 """Synthetic data generators with known ground truth, and loaders of data that
 ships inside installed packages; shared by tests, examples and benchmarks."""
 
-from ._loaders import load_randhie
+from ._factor import make_nonlinear_factor_matrix
+from ._loaders import load_fertility, load_randhie
 from ._multicalibration import make_multicalibration_regression
 from ._regression import make_multi_index_regression
 from ._transport import make_gaussian_mixtures
 
 __all__ = [
+    "load_fertility",
     "load_randhie",
     "make_gaussian_mixtures",
     "make_multi_index_regression",
     "make_multicalibration_regression",
+    "make_nonlinear_factor_matrix",
 ]

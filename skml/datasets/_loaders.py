@@ -47,3 +47,61 @@ def load_randhie():
         groups=groups.astype(np.float64),
         group_names=group_names,
     )
+
+
+def load_fertility():
+    """World Bank total fertility rates (countries x years) shipped with statsmodels.
+
+    Children per woman, 1960 onwards, one row per country or region, with
+    the gaps of the source left as NaN; the rows and the columns (years)
+    with no value at all are dropped. A real incomplete panel for matrix
+    completion and factor models.
+
+    Requires statsmodels (``pip install statsmodels``, in skml's ``test``,
+    ``docs`` and ``bench`` extras); nothing is downloaded.
+
+    Returns
+    -------
+    data : :class:`~sklearn.utils.Bunch`
+        ``data`` (n_countries, n_years) float64 with NaN, ``feature_names``
+        (the years, as str), ``country_names``, ``country_codes`` and
+        ``DESCR``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skml.datasets import load_fertility
+    >>> data = load_fertility()
+    >>> data.data.shape == (len(data.country_names), len(data.feature_names))
+    True
+    >>> bool(np.isnan(data.data).any()), data.feature_names[0]
+    (True, '1960')
+    """
+    try:
+        from statsmodels.datasets import fertility
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "load_fertility needs statsmodels, which ships the data: "
+            "pip install statsmodels"
+        ) from exc
+    frame = fertility.load_pandas().data
+    # The first four columns name the country and the indicator.
+    values = frame.iloc[:, 4:].to_numpy(dtype=np.float64)
+    years = np.asarray([str(c) for c in frame.columns[4:]])
+    rows = ~np.isnan(values).all(axis=1)
+    cols = ~np.isnan(values).all(axis=0)
+    values = values[rows][:, cols]
+    first, last = years[cols][0], years[cols][-1]
+    return Bunch(
+        data=values,
+        feature_names=years[cols].tolist(),
+        country_names=frame["Country Name"].to_numpy(dtype=str)[rows].tolist(),
+        country_codes=frame["Country Code"].to_numpy(dtype=str)[rows].tolist(),
+        DESCR=(
+            f"World Bank total fertility rate (births per woman), "
+            f"{values.shape[0]} countries and regions x {values.shape[1]} years "
+            f"({first}-{last}), {np.isnan(values).mean():.1%} missing; from "
+            "statsmodels.datasets.fertility. Rows and years with no value are "
+            "dropped."
+        ),
+    )

@@ -1,3 +1,6 @@
 """Matrix factor models (nonlinear factor models with monotone links)."""
 
-__all__ = []
+from ._monotone_link import IdentityLink, KnownLink, MonotoneLink
+from ._nonlinear_factor import NonlinearFactorModel
+
+__all__ = ["IdentityLink", "KnownLink", "MonotoneLink", "NonlinearFactorModel"]

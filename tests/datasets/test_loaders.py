@@ -14,3 +14,20 @@ def test_randhie():
     assert data.groups.shape == (20190, 5)
     assert set(np.unique(data.groups)) == {0.0, 1.0}
     assert np.all(data.groups.sum(axis=0) > 0)
+
+
+def test_fertility():
+    from skml.datasets import load_fertility
+
+    data = load_fertility()
+    n, p = data.data.shape
+    assert n > 200 and p > 50
+    assert data.data.dtype == np.float64
+    assert len(data.feature_names) == p and data.feature_names[0] == "1960"
+    assert len(data.country_names) == len(data.country_codes) == n
+    missing = np.isnan(data.data)
+    assert 0 < missing.mean() < 0.5
+    assert not missing.all(axis=1).any() and not missing.all(axis=0).any()
+    # fertility rates: children per woman
+    assert 0.5 < np.nanmin(data.data) and np.nanmax(data.data) < 10
+    assert "fertility" in data.DESCR
