@@ -95,12 +95,30 @@ def _transport_problem(large=False):
     return (Xs[:n],), {"X_target": Xt[:n]}, "transform", (X_new,)
 
 
+def _factor_problem(large=False):
+    from skml.datasets import make_nonlinear_factor_matrix
+
+    n, p = (2000, 2000) if large else (400, 300)
+    data = make_nonlinear_factor_matrix(
+        n + 100,
+        p,
+        rank=3,
+        link="tanh",
+        missing=0.8 if large else 0.5,
+        random_state=0,
+    )
+    # New rows are folded in with their own missing entries, then completed.
+    return (data.data[:n],), {}, "complete", (data.data[n:],)
+
+
 # name -> callable(large=False) returning (fit_args, fit_kwargs, method_name,
 # method_args). tests/test_gpu_check.py fails when an estimator with a
 # ``device`` parameter has no entry here.
 REGISTRY = {
     "MCBoostClassifier": _classification_problem,
     "MCBoostRegressor": _regression_problem,
+    "NonlinearFactorImputer": _factor_problem,
+    "NonlinearFactorModel": _factor_problem,
     "NWAttentionRegressor": _attention_problem,
     "SROTransport": _transport_problem,
 }

@@ -21,7 +21,6 @@ from ..utils import TorchEstimatorMixin, make_generator, to_tensor
 from ._monotone_link import IdentityLink, KnownLink, MonotoneLink
 from ._nonlinear_factor_kernels import (
     Observed,
-    block_losses,
     clip_row_norms,
     fit_monotone_link,
     fold_in,
@@ -36,6 +35,7 @@ from ._nonlinear_factor_kernels import (
     rotate_and_balance,
     spectral_start,
     tabulate_link,
+    tabulation_size,
 )
 
 # Knot bandwidth, in local knot spacings.
@@ -138,7 +138,9 @@ class _BaseNonlinearFactor(TorchEstimatorMixin, TransformerMixin, BaseEstimator)
         for axis, what in ((1, "row"), (0, "column")):
             empty = np.flatnonzero(missing.all(axis=axis))
             if len(empty):
-                shown = ", ".join(map(str, empty[:10])) + (" ..." if len(empty) > 10 else "")
+                shown = ", ".join(map(str, empty[:10])) + (
+                    " ..." if len(empty) > 10 else ""
+                )
                 raise ValueError(
                     f"{len(empty)} {what}(s) of X have no observed entry (all NaN): "
                     f"{what} indices {shown}. Drop them before fitting; a "
@@ -147,7 +149,7 @@ class _BaseNonlinearFactor(TorchEstimatorMixin, TransformerMixin, BaseEstimator)
 
     def _fit_tensors(self, Xt, dev):
         obs = Observed.from_dense(Xt)
-        n, p, r, K = obs.n_rows, obs.n_cols, self.n_components, len(obs.x)
+        n, p, K = obs.n_rows, obs.n_cols, len(obs.x)
         generator = make_generator(self.random_state, dev)
         learn_link = isinstance(self.link, str) and self.link == "rkhs_monotone"
         # The learned link works on standardised data, so link_alpha and
@@ -161,10 +163,13 @@ class _BaseNonlinearFactor(TorchEstimatorMixin, TransformerMixin, BaseEstimator)
         U, V, w = self._start(std_obs, link, learn_link, generator)
         ridge_u = self.alpha_factors * K / n
         ridge_v = self.alpha_factors * K / p
+        # Without intercepts the index is only rescaled; its mean stays in
+        # the link's own intercept.
+        center_index = self.fit_intercept
         if learn_link:
-            U, V, w, link_state = self._rescale(std_obs, U, V, w, None)
+            U, V, w, link_state = self._rescale(std_obs, U, V, w, None, center_index)
             link_state = self._fit_link(std_obs, U, V, w)
-            link = _tensor_link(link_state)
+            link = _tensor_link(link_state, K)
 
         losses = []
         previous = self._objective(std_obs, U, V, w, link, ridge_u, ridge_v)
@@ -172,13 +177,20 @@ class _BaseNonlinearFactor(TorchEstimatorMixin, TransformerMixin, BaseEstimator)
         sigma = rotate_and_balance(U, V)[2]
         converged = self.max_iter == 0
         for it in range(1, self.max_iter + 1):
-            U = self._factor_step(U, obs.rows, V[obs.cols], w[obs.cols], x, link, ridge_u)
+            U = self._factor_step(
+                U, obs.rows, V[obs.cols], w[obs.cols], x, link, ridge_u
+            )
             U = clip_row_norms(U, self.incoherence)
             UV = self._column_step(std_obs, U, V, w, link, ridge_v)
             V, w = UV
             V = clip_row_norms(V, self.incoherence)
             if learn_link:
-                link_state = self._fit_link(std_obs, U, V, w)
+                # New knots follow the new index, so the old link is not among
+                # the refit's candidates: keep it when it still fits better.
+                candidate = self._fit_link(std_obs, U, V, w)
+                z = index(std_obs, U, V, w)
+                if _sq_error(_tensor_link(candidate, K), z, x) <= _sq_error(link, z, x):
+                    link_state = candidate
             if self.fit_intercept:
                 # A constant added to a factor column is an intercept shift:
                 # centre U and move the shift into w (predictions unchanged).
@@ -186,8 +198,10 @@ class _BaseNonlinearFactor(TorchEstimatorMixin, TransformerMixin, BaseEstimator)
                 U, w = U - shift, w + V @ shift
             U, V, sigma = rotate_and_balance(U, V)
             if learn_link:
-                U, V, w, link_state = self._rescale(std_obs, U, V, w, link_state)
-                link = _tensor_link(link_state)
+                U, V, w, link_state = self._rescale(
+                    std_obs, U, V, w, link_state, center_index
+                )
+                link = _tensor_link(link_state, K)
             current = self._objective(std_obs, U, V, w, link, ridge_u, ridge_v)
             if not np.isfinite(current):
                 raise ValueError(
@@ -209,13 +223,14 @@ class _BaseNonlinearFactor(TorchEstimatorMixin, TransformerMixin, BaseEstimator)
                 f"{abs(losses[-2] - losses[-1]) / max(abs(losses[-2]), 1e-300):.2e} > "
                 f"tol={self.tol}); increase max_iter.",
                 ConvergenceWarning,
+                stacklevel=3,
             )
 
         # Everything below is in the data's units.
         user_link = self._user_link(link_state, center, scale)
         self.link_ = user_link
         self._fold_ridge = ridge_u * scale**2
-        tlink = user_link._on(dev, Xt.dtype)
+        tlink = user_link._fast(dev, Xt.dtype)
         # Row factors = the fold-in of each training row under the final
         # loadings and link, so transform(X_train) reproduces embedding_.
         U, _ = fold_in(obs, V, w, tlink, self._fold_ridge, U)
@@ -233,7 +248,7 @@ class _BaseNonlinearFactor(TorchEstimatorMixin, TransformerMixin, BaseEstimator)
 
     def _initial_link(self, learn_link):
         if learn_link:
-            return _tensor_link(None), None
+            return identity_link, None
         known = IdentityLink() if self.link == "identity" else KnownLink(self.link)
         return known._on("cpu", torch.float64), known
 
@@ -280,10 +295,10 @@ class _BaseNonlinearFactor(TorchEstimatorMixin, TransformerMixin, BaseEstimator)
         return coef, knots, bandwidth
 
     @staticmethod
-    def _rescale(obs, U, V, w, link_state):
+    def _rescale(obs, U, V, w, link_state, center=True):
         """Index scale and shift: mean(z) = 0, sd(z) = 1, link re-expressed."""
         z = index(obs, U, V, w)
-        shift = float(z.mean())
+        shift = float(z.mean()) if center else 0.0
         spread = float(z.std()) if len(z) > 1 else 1.0
         if not spread > 0:
             spread = 1.0
@@ -316,7 +331,9 @@ class _BaseNonlinearFactor(TorchEstimatorMixin, TransformerMixin, BaseEstimator)
             ridge_t[-1] = 0.0
         zero = torch.zeros_like(obs.x)
         if self.factor_solver == "gauss_newton":
-            theta = gauss_newton_step(theta, obs.cols, feats, zero, obs.x, link, ridge_t)[0]
+            theta = gauss_newton_step(
+                theta, obs.cols, feats, zero, obs.x, link, ridge_t
+            )[0]
         else:
             theta = gradient_step(theta, obs.cols, feats, zero, obs.x, link, ridge_t)[0]
         if self.fit_intercept:
@@ -364,7 +381,7 @@ class _BaseNonlinearFactor(TorchEstimatorMixin, TransformerMixin, BaseEstimator)
             obs = Observed.from_dense(to_tensor(X, dev))
             V = to_tensor(self.components_.T, dev)
             w = to_tensor(self.intercepts_, dev)
-            link = self.link_._on(dev, torch.float64)
+            link = self.link_._fast(dev, torch.float64)
             start = self._fold_start(obs, V, w, n)
             U, _ = fold_in(obs, V, w, link, self._fold_ridge, start)
             return U.cpu().numpy()
@@ -373,7 +390,7 @@ class _BaseNonlinearFactor(TorchEstimatorMixin, TransformerMixin, BaseEstimator)
         """Ridge least squares of ``f^-1(x) - w`` on the loadings, per row."""
         low, high = self.index_range_
         margin = high - low
-        link = self.link_._on(obs.x.device, obs.x.dtype)
+        link = self.link_._fast(obs.x.device, obs.x.dtype)
         z = link_inverse(obs.x, link, low - margin, high + margin).clamp(low, high)
         r = V.shape[1]
         feats = V[obs.cols]
@@ -393,7 +410,7 @@ class _BaseNonlinearFactor(TorchEstimatorMixin, TransformerMixin, BaseEstimator)
                 to_tensor(U, dev),
                 to_tensor(self.components_.T, dev),
                 to_tensor(self.intercepts_, dev),
-                self.link_._on(dev, torch.float64),
+                self.link_._fast(dev, torch.float64),
             )
             return out.cpu().numpy()
 
@@ -468,15 +485,30 @@ class _BaseNonlinearFactor(TorchEstimatorMixin, TransformerMixin, BaseEstimator)
         return tags
 
 
-def _tensor_link(link_state):
-    """The learned link as a fast tensor callable (tabulated, see the kernel)."""
+def _sq_error(link, z, x):
+    resid = link(z)[0] - x
+    return float((resid * resid).sum())
+
+
+def _tensor_link(link_state, n_entries):
+    """The learned link as a tensor callable: tabulated when that is cheaper.
+
+    Tabulating costs one exact evaluation per node; the fit then evaluates
+    the link a few times per iteration on ``n_entries`` entries.
+    """
     if link_state is None:
         return identity_link
     coef, knots, bandwidth = link_state
-    exact = functools.partial(monotone_link, coef=coef, knots=knots, bandwidth=bandwidth)
+    exact = functools.partial(
+        monotone_link, coef=coef, knots=knots, bandwidth=bandwidth
+    )
     # Eight bandwidths past the outer knots the link is linear to rounding.
     reach = 8.0 * float(bandwidth.max())
-    return tabulate_link(exact, float(knots[0]) - reach, float(knots[-1]) + reach)
+    low, high = float(knots[0]) - reach, float(knots[-1]) + reach
+    resolution = float(bandwidth.min())
+    if tabulation_size(low, high, resolution) >= n_entries:
+        return exact
+    return tabulate_link(exact, low, high, resolution=resolution)
 
 
 class NonlinearFactorModel(ClassNamePrefixFeaturesOutMixin, _BaseNonlinearFactor):
@@ -550,7 +582,9 @@ class NonlinearFactorModel(ClassNamePrefixFeaturesOutMixin, _BaseNonlinearFactor
         The link in the data's units, with ``__call__``, ``derivative`` and
         ``inverse``.
     singular_values_ : ndarray of shape (n_components,)
-        Strengths from the last normalisation (``U'U = V'V = diag``).
+        Factor strengths from the last normalisation (``U'U = V'V =
+        diag(singular_values_)`` before the final index rescale, which
+        multiplies both by the same constant).
     index_range_ : ndarray of shape (2,)
         Smallest and largest fitted index on the observed entries.
     reconstruction_err_ : float

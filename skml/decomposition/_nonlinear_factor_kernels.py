@@ -100,7 +100,7 @@ def monotone_link(z, coef, knots, bandwidth):
     return value, slope
 
 
-def tabulate_link(link, low, high, n_nodes=2049):
+def tabulate_link(link, low, high, resolution=None, n_nodes=2049):
     """A fast stand-in for ``link`` on ``[low, high]``: cubic Hermite pieces.
 
     Evaluating the monotone link costs one ``erfc`` and one ``exp`` per
@@ -109,8 +109,11 @@ def tabulate_link(link, low, high, n_nodes=2049):
     the values and slopes is within ``h^4 / 384`` times the fourth
     derivative of the link; beyond the ends it continues linearly with the
     end slopes, which is exact for the monotone link once ``[low, high]``
-    reaches several bandwidths past the outer knots.
+    reaches several bandwidths past the outer knots. With ``resolution``
+    (the narrowest feature of the link, e.g. its smallest bandwidth), the
+    nodes are at most a tenth of it apart (up to 131,073 nodes).
     """
+    n_nodes = tabulation_size(low, high, resolution, n_nodes)
     device = link_device(link)
     nodes = torch.linspace(low, high, n_nodes, dtype=torch.float64, device=device)
     values, slopes = link(nodes)
@@ -141,6 +144,14 @@ def tabulate_link(link, low, high, n_nodes=2049):
         return value, slope
 
     return tabulated
+
+
+def tabulation_size(low, high, resolution=None, n_nodes=2049):
+    """Nodes :func:`tabulate_link` uses: a tenth of ``resolution`` apart."""
+    if resolution is not None and resolution > 0:
+        needed = int(math.ceil(10.0 * (high - low) / resolution)) + 1
+        n_nodes = min(max(n_nodes, needed), (1 << 17) + 1)
+    return n_nodes
 
 
 def link_device(link):
@@ -181,9 +192,14 @@ def link_knots(z, n_knots, n_tail, bandwidth_scale):
         right = float(central[-1]) + (high - float(central[-1])) * grid
         parts = [left, central, right]
         widths = [
-            torch.full_like(left, max(width, bandwidth_scale * (float(central[0]) - low) / n_tail)),
+            torch.full_like(
+                left, max(width, bandwidth_scale * (float(central[0]) - low) / n_tail)
+            ),
             widths[0],
-            torch.full_like(right, max(width, bandwidth_scale * (high - float(central[-1])) / n_tail)),
+            torch.full_like(
+                right,
+                max(width, bandwidth_scale * (high - float(central[-1])) / n_tail),
+            ),
         ]
     return torch.cat(parts), torch.cat(widths)
 
@@ -257,7 +273,8 @@ def link_inverse(x, link, low, high, n_steps=60):
         below = link(mid)[0] < x
         lo = torch.where(below, mid, lo)
         hi = torch.where(below, hi, mid)
-    return 0.5 * (lo + hi)
+    # A NaN compares False everywhere: give it back as NaN, not a bracket end.
+    return torch.where(torch.isnan(x), x, 0.5 * (lo + hi))
 
 
 # ---------------------------------------------------------------- factors
@@ -305,7 +322,9 @@ def gauss_newton_step(
     hess = torch.zeros(n_blocks, q * q, dtype=x.dtype, device=x.device)
     for s in range(0, len(x), _CHUNK):
         part = g[s : s + _CHUNK]
-        hess.index_add_(0, block[s : s + _CHUNK], (part[:, :, None] * part[:, None, :]).flatten(1))
+        hess.index_add_(
+            0, block[s : s + _CHUNK], (part[:, :, None] * part[:, None, :]).flatten(1)
+        )
     hess = hess.view(n_blocks, q, q) + torch.diag_embed(ridge.expand(n_blocks, q))
     # A floor on the diagonal keeps blocks with fewer entries than parameters solvable.
     scale = hess.diagonal(dim1=1, dim2=2).mean(1).clamp_min(1e-300)
@@ -318,7 +337,9 @@ def gauss_newton_step(
     todo = torch.ones(n_blocks, dtype=torch.bool, device=x.device)
     for _ in range(n_halvings):
         trial = theta + length[:, None] * step
-        trial_loss = block_losses(trial, block, feats, offset, x, link, ridge, n_blocks)[0]
+        trial_loss = block_losses(
+            trial, block, feats, offset, x, link, ridge, n_blocks
+        )[0]
         better = todo & (trial_loss <= loss)
         best = torch.where(better[:, None], trial, best)
         best_loss = torch.where(better, trial_loss, best_loss)
@@ -351,7 +372,9 @@ def gradient_step(theta, block, feats, offset, x, link, ridge):
     sq = float((grad * grad).sum())
     for _ in range(30):
         trial = theta - step * grad
-        trial_loss = block_losses(trial, block, feats, offset, x, link, ridge, n_blocks)[0]
+        trial_loss = block_losses(
+            trial, block, feats, offset, x, link, ridge, n_blocks
+        )[0]
         if float(trial_loss.sum()) <= total - 0.5 * step * sq:
             return trial, trial_loss
         step *= 0.5
@@ -458,12 +481,12 @@ def fold_in(obs, V, w, link, ridge, start, max_iter=100, tol=1e-10):
     ridge = torch.full((V.shape[1],), float(ridge), dtype=V.dtype, device=V.device)
     active = torch.ones(obs.n_rows, dtype=torch.bool, device=V.device)
     loss = block_losses(U, obs.rows, feats, offset, obs.x, link, ridge, obs.n_rows)[0]
-    for it in range(1, max_iter + 1):
+    n_iter = 0
+    while n_iter < max_iter and bool(active.any()):
         U, new = gauss_newton_step(
             U, obs.rows, feats, offset, obs.x, link, ridge, active=active
         )
         active &= (loss - new).abs() > tol * loss.abs().clamp_min(1e-300)
         loss = new
-        if not bool(active.any()):
-            break
-    return U, it
+        n_iter += 1
+    return U, n_iter

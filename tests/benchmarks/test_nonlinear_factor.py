@@ -183,7 +183,7 @@ def small_rows():
 def test_is_discovered_with_its_parts():
     assert "nonlinear_factor" in benchmarks.available()
     module = benchmarks.load("nonlinear_factor")
-    assert module.PARTS == ("grid", "rows", "rank", "fertility", "scale")
+    assert module.PARTS == ("grid", "noiseless", "rows", "rank", "fertility", "scale")
     assert "scale" in "\n".join(module.BENCHMARK.describe())
 
 
