@@ -49,11 +49,29 @@ class NonlinearFactorImputer(OneToOneFeatureMixin, _BaseNonlinearFactor):
 
     Attributes
     ----------
-    components_, embedding_, intercepts_, link_, singular_values_,
-    index_range_, reconstruction_err_, loss_curve_, n_iter_, device_
-        As in :class:`~skml.decomposition.NonlinearFactorModel`.
+    components_ : ndarray of shape (n_components, n_features)
+        Loadings, as in :class:`~skml.decomposition.NonlinearFactorModel`.
+    embedding_ : ndarray of shape (n_samples, n_components)
+        Row factors of the training rows.
+    intercepts_ : ndarray of shape (n_features,)
+        Per-column intercepts on the index scale.
+    link_ : MonotoneLink, IdentityLink or KnownLink
+        The link in the data's units.
+    singular_values_ : ndarray of shape (n_components,)
+        Factor strengths from the last normalisation.
+    index_range_ : ndarray of shape (2,)
+        Smallest and largest fitted index on the observed entries.
+    reconstruction_err_ : float
+        Root mean squared error on the observed entries.
+    loss_curve_ : ndarray
+        Objective at the start and after each iteration.
+    n_iter_ : int
+        Iterations run.
+    device_ : torch.device
+        The resolved device.
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Number of columns seen in ``fit``.
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Defined when ``X`` has string column names.
 
     See Also
