@@ -414,6 +414,26 @@ class _BaseNonlinearFactor(TorchEstimatorMixin, TransformerMixin, BaseEstimator)
             )
             return out.cpu().numpy()
 
+    def fit_transform(self, X, y=None):
+        """Fit, then transform ``X`` (the same as ``fit(X).transform(X)``).
+
+        ``transform`` folds rows in rather than reading back the fit's own
+        factors, so both routes give the same output (the scikit-learn
+        transformer contract); ``embedding_`` holds the same factors.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        X_new : ndarray
+            What :meth:`transform` returns for ``X``.
+        """
+        return self.fit(X).transform(X)
+
     def complete(self, X):
         """Fill the missing entries of ``X`` from its folded-in factors.
 
@@ -632,21 +652,6 @@ class NonlinearFactorModel(ClassNamePrefixFeaturesOutMixin, _BaseNonlinearFactor
     >>> bool((model.link_.derivative([-2.0, 0.0, 2.0]) > 0).all())
     True
     """
-
-    def fit_transform(self, X, y=None):
-        """Fit, then fold in ``X`` (the same as ``fit(X).transform(X)``).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : None
-            Ignored.
-
-        Returns
-        -------
-        U : ndarray of shape (n_samples, n_components)
-        """
-        return self.fit(X).transform(X)
 
     def transform(self, X):
         """Row factors of ``X``, folded in with loadings and link fixed.

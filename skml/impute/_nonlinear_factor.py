@@ -98,21 +98,6 @@ class NonlinearFactorImputer(OneToOneFeatureMixin, _BaseNonlinearFactor):
     False
     """
 
-    def fit_transform(self, X, y=None):
-        """Fit, then fill ``X`` (the same as ``fit(X).transform(X)``).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : None
-            Ignored.
-
-        Returns
-        -------
-        X_completed : ndarray of shape (n_samples, n_features)
-        """
-        return self.fit(X).transform(X)
-
     def transform(self, X):
         """``X`` with every ``NaN`` replaced by the model's prediction.
 
