@@ -12,6 +12,8 @@ __version__ = "0.1.0.dev0"
 # Public estimators, exported lazily so ``import skml`` stays cheap.
 # name -> subpackage that defines it.
 _ESTIMATORS: dict[str, str] = {
+    "COCOClassifier": "online",
+    "COCOLearner": "online",
     "MCBoostClassifier": "calibration",
     "MCBoostRegressor": "calibration",
     "NonlinearFactorImputer": "impute",
