@@ -2,14 +2,17 @@
 ships inside installed packages; shared by tests, examples and benchmarks."""
 
 from ._factor import make_nonlinear_factor_matrix
-from ._loaders import load_fertility, load_randhie
+from ._fairness import make_fair_classification
+from ._loaders import load_affairs, load_fertility, load_randhie
 from ._multicalibration import make_multicalibration_regression
 from ._regression import make_multi_index_regression
 from ._transport import make_gaussian_mixtures
 
 __all__ = [
+    "load_affairs",
     "load_fertility",
     "load_randhie",
+    "make_fair_classification",
     "make_gaussian_mixtures",
     "make_multi_index_regression",
     "make_multicalibration_regression",

@@ -105,3 +105,47 @@ def load_fertility():
             "dropped."
         ),
     )
+
+
+def load_affairs():
+    """Fair's extramarital affairs survey (1974) shipped with statsmodels.
+
+    6,366 rows. The target is whether the respondent reported any affair
+    (``affairs > 0``, 32%); the features are the seven other survey answers
+    (marriage rating, years married, children, religiousness, education,
+    occupation, husband's occupation). The sensitive attribute is age 32
+    or older (40% positive against 27% for younger respondents); age is not
+    among the features. The rows come sorted by the outcome, as shipped:
+    shuffle them before treating them as a stream.
+
+    Requires statsmodels (``pip install statsmodels``, in skml's ``test``,
+    ``docs`` and ``bench`` extras); nothing is downloaded.
+
+    Returns
+    -------
+    data : :class:`~sklearn.utils.Bunch`
+        ``data`` (6366, 7), ``target`` (6366,) 0/1, ``sensitive`` (6366,)
+        0/1, ``feature_names``.
+
+    Examples
+    --------
+    >>> from skml.datasets import load_affairs
+    >>> data = load_affairs()
+    >>> data.data.shape, round(float(data.target.mean()), 2)
+    ((6366, 7), 0.32)
+    """
+    try:
+        from statsmodels.datasets import fair
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "load_affairs needs statsmodels, which ships the data: "
+            "pip install statsmodels"
+        ) from exc
+    frame = fair.load_pandas().data
+    features = [c for c in frame.columns if c not in ("affairs", "age")]
+    return Bunch(
+        data=frame[features].to_numpy(dtype=np.float64),
+        target=(frame["affairs"].to_numpy() > 0).astype(int),
+        sensitive=(frame["age"].to_numpy() >= 32).astype(int),
+        feature_names=features,
+    )

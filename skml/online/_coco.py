@@ -58,6 +58,7 @@ class _BaseCOCO(TorchEstimatorMixin, BaseEstimator):
         "penalty_weight": [Interval(Real, 0, None, closed="left")],
         "horizon": [None, Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="neither")],
+        "cuts": [StrOptions({"violated", "all"})],
         "fit_intercept": ["boolean"],
         "warm_start": ["boolean"],
         "random_state": ["random_state"],
@@ -76,6 +77,7 @@ class _BaseCOCO(TorchEstimatorMixin, BaseEstimator):
         penalty_weight=1.0,
         horizon=None,
         tol=1e-9,
+        cuts="violated",
         fit_intercept=True,
         warm_start=False,
         random_state=None,
@@ -91,6 +93,7 @@ class _BaseCOCO(TorchEstimatorMixin, BaseEstimator):
         self.penalty_weight = penalty_weight
         self.horizon = horizon
         self.tol = tol
+        self.cuts = cuts
         self.fit_intercept = fit_intercept
         self.warm_start = warm_start
         self.random_state = random_state
@@ -109,6 +112,7 @@ class _BaseCOCO(TorchEstimatorMixin, BaseEstimator):
             penalty_weight=self.penalty_weight,
             tol=self.tol,
             device=self.device_,
+            store=self.cuts,
         )
 
     def _row_params(self, n, params):
@@ -342,6 +346,12 @@ class COCOLearner(RegressorMixin, _BaseCOCO):
     tol : float, default=1e-9
         Feasibility tolerance of the projection; a constraint value at most
         ``tol`` stores no cut.
+    cuts : {"violated", "all"}, default="violated"
+        Store a cut for violated constraint values only (the paper's
+        guarantees need no more, and memory grows with the violating rounds),
+        or for every value revealed, so that the model after each round
+        satisfies *every* affine constraint of the stream so far (memory
+        grows with the rounds).
     fit_intercept : bool, default=True
     warm_start : bool, default=False
         ``fit`` continues the current state (model, cuts, step counter)
@@ -440,6 +450,7 @@ class COCOLearner(RegressorMixin, _BaseCOCO):
         penalty_weight=1.0,
         horizon=None,
         tol=1e-9,
+        cuts="violated",
         fit_intercept=True,
         warm_start=False,
         random_state=None,
@@ -456,6 +467,7 @@ class COCOLearner(RegressorMixin, _BaseCOCO):
             penalty_weight=penalty_weight,
             horizon=horizon,
             tol=tol,
+            cuts=cuts,
             fit_intercept=fit_intercept,
             warm_start=warm_start,
             random_state=random_state,
@@ -593,6 +605,7 @@ class COCOClassifier(ClassifierMixin, _BaseCOCO):
     penalty_weight : float, default=1.0
     horizon : int or None, default=None
     tol : float, default=1e-9
+    cuts : {"violated", "all"}, default="violated"
     fit_intercept : bool, default=True
     warm_start : bool, default=False
     random_state : int, RandomState instance or None, default=None
@@ -665,6 +678,7 @@ class COCOClassifier(ClassifierMixin, _BaseCOCO):
         penalty_weight=1.0,
         horizon=None,
         tol=1e-9,
+        cuts="violated",
         fit_intercept=True,
         warm_start=False,
         random_state=None,
@@ -681,6 +695,7 @@ class COCOClassifier(ClassifierMixin, _BaseCOCO):
             penalty_weight=penalty_weight,
             horizon=horizon,
             tol=tol,
+            cuts=cuts,
             fit_intercept=fit_intercept,
             warm_start=warm_start,
             random_state=random_state,

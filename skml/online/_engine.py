@@ -139,6 +139,10 @@ class OnlineState:
         Where large cut screens run.
     lazy : bool
         Lazy screening of stored cuts.
+    store : {"violated", "all"}
+        Store a cut for violated constraint values only (the paper's
+        guarantees need no more), or for every value revealed, so that the
+        model satisfies every (affine) constraint of the stream.
     """
 
     def __init__(
@@ -154,6 +158,7 @@ class OnlineState:
         tol=1e-9,
         device=None,
         lazy=True,
+        store="violated",
     ):
         if algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
@@ -183,6 +188,7 @@ class OnlineState:
         self.horizon_hint = 0
         self.penalty_weight = float(penalty_weight)
         self.tol = float(tol)
+        self.store = store
         self.w = np.zeros(dim)
         self.t = 0
         self.curvature = 0.0
@@ -232,7 +238,7 @@ class OnlineState:
         violation = max(float(np.max(g_values)), 0.0) if len(g_values) else 0.0
         self.t += 1
         self.curvature = max(self.curvature, curvature + self.modulus)
-        gnorm = float(np.linalg.norm(grad))
+        gnorm = math.sqrt(float(grad @ grad))
         self.lipschitz = max(self.lipschitz, gnorm)
         if len(g_values):
             self.lipschitz = max(self.lipschitz, float(np.max(np.linalg.norm(g_grads, axis=1))))
@@ -251,7 +257,13 @@ class OnlineState:
             w_new = self._sinha_vaze(grad, violation, g_values, g_grads)
             residual = 0.0
         elif algorithm in ("nested_projection", "switch", "latest_only"):
-            w_new, residual = self._project_step(grad, g_values, g_grads)
+            try:
+                w_new, residual = self._project_step(grad, g_values, g_grads)
+            except InfeasibleConstraintsError:
+                if violation > 0:  # the round did not happen
+                    self.ccv -= violation
+                    self.n_violations -= 1
+                raise
         elif algorithm == "domain_only":
             w_new = self._box(w - self._eta() * grad)
             residual = 0.0
@@ -263,7 +275,8 @@ class OnlineState:
             residual = 0.0
         if not np.all(np.isfinite(w_new)):
             raise FloatingPointError(f"the iterate diverged at round {self.t}")
-        self.movement += float(np.linalg.norm(w_new - w))
+        step = w_new - w
+        self.movement += math.sqrt(float(step @ step))
         self.max_residual = max(self.max_residual, residual)
         self.w = w_new
         return violation
@@ -290,15 +303,21 @@ class OnlineState:
             cuts.in_working[: cuts.n] = False
             cuts.n = 0
             cuts.working = []
-        hit = np.flatnonzero(g_values > self.tol)
+        if self.store == "all":
+            hit = np.arange(len(g_values))
+        else:
+            hit = np.flatnonzero(g_values > self.tol)
         n_before = cuts.n
+        t = self.t
         for i in hit:
             s = g_grads[i]
             # First-order cut at w_t: g(w_t) + s.(x - w_t) <= 0.
             if not cuts.add(s, float(s @ w) - float(g_values[i])):
+                if g_values[i] <= self.tol:
+                    continue  # a constant constraint that holds
                 self._rollback(n_before)
                 raise InfeasibleConstraintsError(
-                    f"round {self.t}: a constraint is violated (value "
+                    f"round {t}: a constraint is violated (value "
                     f"{g_values[i]:.3g}) with a zero subgradient, so no model "
                     "satisfies it"
                 )
@@ -308,7 +327,7 @@ class OnlineState:
         except InfeasibleConstraintsError:
             self._rollback(n_before)
             raise InfeasibleConstraintsError(
-                f"round {self.t}: the constraints seen so far (with the domain) "
+                f"round {t}: the constraints seen so far (with the domain) "
                 "have no common point; the model is kept at the last round's"
             ) from None
         return w_new, residual

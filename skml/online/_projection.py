@@ -9,6 +9,8 @@ on a working set of cuts, the others being screened lazily with a movement
 odometer so that most rounds never look at most cuts.
 """
 
+import math
+
 import numpy as np
 import torch
 from scipy.optimize import nnls
@@ -234,6 +236,11 @@ class NestedCuts:
             (0 when all hold).
         """
         n = self.n
+        if n == 0:  # only the box: projection is clipping
+            w = np.clip(y, self.lower, self.upper)
+            diff = w - w_now
+            self.odometer += math.sqrt(float(diff @ diff))
+            return w, 0.0
         tol = self.tol
         outside = ~self.in_working[:n]
         # Seed the working set with the cuts that y itself violates: most
