@@ -111,10 +111,30 @@ def _factor_problem(large=False):
     return (data.data[:n],), {}, "complete", (data.data[n:],)
 
 
+def _stream_problem(large=False, classify=False):
+    # A half-space per row: the constrained path of the online learners.
+    rng = np.random.default_rng(0)
+    n, d = (100_000, 20) if large else (5_000, 10)
+    X = rng.normal(size=(n + 500, d))
+    y = X @ rng.normal(size=d) + 0.1 * rng.normal(size=n + 500)
+    if classify:
+        y = (y > 0).astype(int)
+    A = rng.uniform(-1, 1, (n, d))
+    kwargs = {"constraint_A": A, "constraint_b": np.full(n, 0.1)}
+    method = "predict_proba" if classify else "predict"
+    return (X[:n], y[:n]), kwargs, method, (X[n:],)
+
+
+def _stream_classification_problem(large=False):
+    return _stream_problem(large, classify=True)
+
+
 # name -> callable(large=False) returning (fit_args, fit_kwargs, method_name,
 # method_args). tests/test_gpu_check.py fails when an estimator with a
 # ``device`` parameter has no entry here.
 REGISTRY = {
+    "COCOClassifier": _stream_classification_problem,
+    "COCOLearner": _stream_problem,
     "MCBoostClassifier": _classification_problem,
     "MCBoostRegressor": _regression_problem,
     "NonlinearFactorImputer": _factor_problem,

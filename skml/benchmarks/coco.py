@@ -38,7 +38,13 @@ from ._common import Benchmark, Part, count_warnings, data_rows, meta_line, stat
 
 GRID = (1000, 2000, 5000, 10000, 20000, 50000, 100000)
 QUICK_GRID = (1000, 3000, 10000)
-ALGORITHMS = ("nested_projection", "sinha_vaze", "latest_only", "domain_only", "penalty")
+ALGORITHMS = (
+    "nested_projection",
+    "sinha_vaze",
+    "latest_only",
+    "domain_only",
+    "penalty",
+)
 
 
 # ------------------------------------------------------------------ instances
@@ -89,7 +95,11 @@ class _Instance:
         """Regret at each ``T`` of ``grid`` against the best fixed feasible point."""
         if self.convex:
             return [float("nan")] * len(grid)
-        G = np.concatenate(self.revealed_G) if self.revealed_G else np.empty((0, self.d))
+        G = (
+            np.concatenate(self.revealed_G)
+            if self.revealed_G
+            else np.empty((0, self.d))
+        )
         c = np.concatenate(self.revealed_c) if self.revealed_c else np.empty(0)
         when = np.concatenate(self.revealed_t) if self.revealed_t else np.empty(0)
         csum = np.cumsum(losses)
@@ -175,7 +185,7 @@ class B4(_Instance):
 
 
 class B5(_Instance):
-    """Five fixed half-spaces revealed in turn; their intersection excludes the target."""
+    """Five fixed half-spaces revealed in turn, cutting off the loss minimiser."""
 
     def __init__(self, T, d=5, seed=0, K=5):
         super().__init__(T, d, seed)
@@ -294,9 +304,13 @@ def _growth_rows(part, name, d, seed, grid, algorithm, make, convex=False):
     state = runs[-1][2]["state"]
     exp_ccv, local_ccv = growth(grid, ccv)
     reg = np.asarray(regret)
-    exp_reg, local_reg = growth(grid, np.maximum(reg, 0.0)) if not convex else (
-        float("nan"),
-        [],
+    exp_reg, local_reg = (
+        growth(grid, np.maximum(reg, 0.0))
+        if not convex
+        else (
+            float("nan"),
+            [],
+        )
     )
     G = runs[-1][1].lipschitz()
     return {
@@ -334,9 +348,13 @@ def _part_growth(ctx, instances, grid, seeds, algorithms=ALGORITHMS):
         label = name + ("-cvx" if convex else "")
         for seed in seeds:
             for algorithm in algorithms:
-                make = lambda T, cls=cls, d=d, seed=seed, kw=kwargs: cls(T, d, seed, **kw)  # noqa: E731
+                make = lambda T, cls=cls, d=d, seed=seed, kw=kwargs: cls(
+                    T, d, seed, **kw
+                )  # noqa: E731
                 rows.append(
-                    _growth_rows(ctx.part, label, d, seed, grid, algorithm, make, convex)
+                    _growth_rows(
+                        ctx.part, label, d, seed, grid, algorithm, make, convex
+                    )
                 )
     return rows
 
@@ -349,8 +367,13 @@ def _part_b1_sv_convex(ctx, grid):
         for T in grid:
             inst = B1(T)
             state = OnlineState(
-                1, algorithm=algorithm, alpha=0.0, modulus=0.0, step_size="adagrad",
-                radius=inst.radius, horizon=T,
+                1,
+                algorithm=algorithm,
+                alpha=0.0,
+                modulus=0.0,
+                step_size="adagrad",
+                radius=inst.radius,
+                horizon=T,
             )
             state.lipschitz = inst.lipschitz()
             total = 0.0
@@ -361,12 +384,21 @@ def _part_b1_sv_convex(ctx, grid):
                 total += state.round(grad, 0.0, values, grads)
             ccv.append(total)
         exponent, local = growth(grid, ccv)
-        rows.append({
-            "part": ctx.part, "instance": "B1", "d": 1, "seed": 0,
-            "algorithm": "sinha_vaze (convex parameters)", "T": grid[-1],
-            "ccv": ccv[-1], "ccv_trace": ccv, "ccv_exponent": exponent,
-            "ccv_local": local, "ccv_flatness": _flatness(grid, local),
-        })
+        rows.append(
+            {
+                "part": ctx.part,
+                "instance": "B1",
+                "d": 1,
+                "seed": 0,
+                "algorithm": "sinha_vaze (convex parameters)",
+                "T": grid[-1],
+                "ccv": ccv[-1],
+                "ccv_trace": ccv,
+                "ccv_exponent": exponent,
+                "ccv_local": local,
+                "ccv_flatness": _flatness(grid, local),
+            }
+        )
     return rows
 
 
@@ -378,14 +410,20 @@ def _part_lazy(ctx, T, d, seed=0):
             inst = cls(T, d, seed)
             run = play(inst, "nested_projection", T, lazy=lazy)
             state = run["state"]
-            rows.append({
-                "part": ctx.part, "instance": name, "d": d, "T": T, "lazy": lazy,
-                "n_cuts": int(state.cuts.n),
-                "checks_per_round": state.cuts.n_checked / T,
-                "us_per_round": 1e6 * run["seconds"] / T,
-                "ccv": float(run["violations"].sum()),
-                "final_x_norm": float(np.linalg.norm(state.w)),
-            })
+            rows.append(
+                {
+                    "part": ctx.part,
+                    "instance": name,
+                    "d": d,
+                    "T": T,
+                    "lazy": lazy,
+                    "n_cuts": int(state.cuts.n),
+                    "checks_per_round": state.cuts.n_checked / T,
+                    "us_per_round": 1e6 * run["seconds"] / T,
+                    "ccv": float(run["violations"].sum()),
+                    "final_x_norm": float(np.linalg.norm(state.w)),
+                }
+            )
     return rows
 
 
@@ -399,8 +437,20 @@ def _parity(scores, groups):
     return float(scores[ones].mean() - scores[zeros].mean())
 
 
-def _stream_eval(name, predict_scores, predict_labels, fit_batch, X, y, s, batch,
-                 tolerance, X_test, y_test, s_test):
+def _stream_eval(
+    name,
+    predict_scores,
+    predict_labels,
+    fit_batch,
+    X,
+    y,
+    s,
+    batch,
+    tolerance,
+    X_test,
+    y_test,
+    s_test,
+):
     """Prequential pass: score each batch with the current model, then learn it."""
     gaps, rate_gaps, correct, ccv = [], [], 0, 0.0
     seen = 0
@@ -433,8 +483,19 @@ def _stream_eval(name, predict_scores, predict_labels, fit_batch, X, y, s, batch
     }
 
 
-def fair_stream(ctx, X, y, s, batch, tolerance, dataset, test_fraction=0.2, seed=0,
-                variants=None, river=True):
+def fair_stream(
+    ctx,
+    X,
+    y,
+    s,
+    batch,
+    tolerance,
+    dataset,
+    test_fraction=0.2,
+    seed=0,
+    variants=None,
+    river=True,
+):
     """B6 on one data set: NP-OGD and baselines against SGDClassifier and river.
 
     ``variants`` picks the COCOClassifier rows by name suffix (None: all);
@@ -459,8 +520,14 @@ def fair_stream(ctx, X, y, s, batch, tolerance, dataset, test_fraction=0.2, seed
     all_variants = [
         ("COCOClassifier nested_projection", {"algorithm": "nested_projection"}),
         ("COCOClassifier penalty", {"algorithm": "penalty"}),
-        ("COCOClassifier sinha_vaze", {"algorithm": "sinha_vaze", "domain_radius": 10.0,
-                                       "horizon": math.ceil(len(y) / batch)}),
+        (
+            "COCOClassifier sinha_vaze",
+            {
+                "algorithm": "sinha_vaze",
+                "domain_radius": 10.0,
+                "horizon": math.ceil(len(y) / batch),
+            },
+        ),
         ("COCOClassifier unconstrained", {"algorithm": "domain_only"}),
     ]
     if variants is not None:
@@ -476,8 +543,22 @@ def fair_stream(ctx, X, y, s, batch, tolerance, dataset, test_fraction=0.2, seed
             first[0] = False
             clf.partial_fit(X[sl], y[sl], sensitive_features=s[sl], **kw)
 
-        rows.append(_stream_eval(name, clf.decision_function, clf.predict, fit_batch,
-                                 X, y, s, batch, tolerance, X_test, y_test, s_test))
+        rows.append(
+            _stream_eval(
+                name,
+                clf.decision_function,
+                clf.predict,
+                fit_batch,
+                X,
+                y,
+                s,
+                batch,
+                tolerance,
+                X_test,
+                y_test,
+                s_test,
+            )
+        )
     sgd = SGDClassifier(loss="log_loss", random_state=seed)
     first = [True]
 
@@ -486,9 +567,22 @@ def fair_stream(ctx, X, y, s, batch, tolerance, dataset, test_fraction=0.2, seed
         first[0] = False
         sgd.partial_fit(X[sl], y[sl], **kw)
 
-    rows.append(_stream_eval("SGDClassifier.partial_fit", sgd.decision_function,
-                             sgd.predict, sgd_batch, X, y, s, batch, tolerance,
-                             X_test, y_test, s_test))
+    rows.append(
+        _stream_eval(
+            "SGDClassifier.partial_fit",
+            sgd.decision_function,
+            sgd.predict,
+            sgd_batch,
+            X,
+            y,
+            s,
+            batch,
+            tolerance,
+            X_test,
+            y_test,
+            s_test,
+        )
+    )
     if river and ctx.peer("river", "river", "pip install river"):
         from river import linear_model
 
@@ -499,7 +593,9 @@ def fair_stream(ctx, X, y, s, batch, tolerance, dataset, test_fraction=0.2, seed
             return [dict(zip(names, r, strict=True)) for r in A]
 
         def river_scores(A):
-            p = np.array([model.predict_proba_one(r).get(True, 0.5) for r in rows_of(A)])
+            p = np.array(
+                [model.predict_proba_one(r).get(True, 0.5) for r in rows_of(A)]
+            )
             p = np.clip(p, 1e-12, 1 - 1e-12)
             return np.log(p / (1 - p))
 
@@ -510,12 +606,29 @@ def fair_stream(ctx, X, y, s, batch, tolerance, dataset, test_fraction=0.2, seed
             for r, target in zip(rows_of(X[sl]), y[sl], strict=True):
                 model.learn_one(r, bool(target == classes[1]))
 
-        rows.append(_stream_eval("river LogisticRegression", river_scores, river_labels,
-                                 river_batch, X, y, s, batch, tolerance, X_test, y_test,
-                                 s_test))
+        rows.append(
+            _stream_eval(
+                "river LogisticRegression",
+                river_scores,
+                river_labels,
+                river_batch,
+                X,
+                y,
+                s,
+                batch,
+                tolerance,
+                X_test,
+                y_test,
+                s_test,
+            )
+        )
     for r in rows:
-        r.update(part=ctx.part if ctx else "fair", dataset=dataset, batch=batch,
-                 tolerance=tolerance)
+        r.update(
+            part=ctx.part if ctx else "fair",
+            dataset=dataset,
+            batch=batch,
+            tolerance=tolerance,
+        )
     return rows
 
 
@@ -534,8 +647,15 @@ def _part_fair(ctx, n, batch, tolerances):
         ctx.skip_peer("affairs data", "not installed: pip install statsmodels")
         return rows
     for tol in tolerances:
-        rows += fair_stream(ctx, data.data, data.target, data.sensitive, batch, tol,
-                            "affairs (statsmodels)")
+        rows += fair_stream(
+            ctx,
+            data.data,
+            data.target,
+            data.sensitive,
+            batch,
+            tol,
+            "affairs (statsmodels)",
+        )
     return rows
 
 
@@ -552,11 +672,17 @@ def _part_throughput(ctx, n, d, seed=0):
     rows = []
 
     def add(method, seconds, pred):
-        rows.append({
-            "part": ctx.part, "method": method, "n": n, "d": d, "seconds": seconds,
-            "rows_per_second": n / seconds,
-            "coef_error": float(np.linalg.norm(pred - coef) / np.linalg.norm(coef)),
-        })
+        rows.append(
+            {
+                "part": ctx.part,
+                "method": method,
+                "n": n,
+                "d": d,
+                "seconds": seconds,
+                "rows_per_second": n / seconds,
+                "coef_error": float(np.linalg.norm(pred - coef) / np.linalg.norm(coef)),
+            }
+        )
 
     start = time.perf_counter()
     model = COCOLearner().fit(X, y)
@@ -565,7 +691,9 @@ def _part_throughput(ctx, n, d, seed=0):
     b = np.full(n, 0.1)
     start = time.perf_counter()
     model = COCOLearner().fit(X, y, constraint_A=A, constraint_b=b)
-    add("COCOLearner (a half-space every row)", time.perf_counter() - start, model.coef_)
+    add(
+        "COCOLearner (a half-space every row)", time.perf_counter() - start, model.coef_
+    )
     start = time.perf_counter()
     sgd = SGDRegressor(shuffle=False, random_state=0).partial_fit(X, y)
     add("SGDRegressor.partial_fit", time.perf_counter() - start, sgd.coef_)
@@ -589,13 +717,23 @@ BENCHMARK = Benchmark(
             "growth",
             _part_growth,
             full={
-                "instances": [("B1", 1, {}), ("B2", 10, {}), ("B3", 2, {}), ("B3", 5, {}),
-                              ("B3", 10, {}), ("B4", 10, {}), ("B5", 5, {})],
+                "instances": [
+                    ("B1", 1, {}),
+                    ("B2", 10, {}),
+                    ("B3", 2, {}),
+                    ("B3", 5, {}),
+                    ("B3", 10, {}),
+                    ("B4", 10, {}),
+                    ("B5", 5, {}),
+                ],
                 "grid": GRID,
                 "seeds": (0, 1, 2),
             },
-            quick={"instances": [("B1", 1, {}), ("B5", 5, {})], "grid": QUICK_GRID,
-                   "seeds": (0,)},
+            quick={
+                "instances": [("B1", 1, {}), ("B5", 5, {})],
+                "grid": QUICK_GRID,
+                "seeds": (0,),
+            },
             help="B1-B5 strongly convex, T up to 1e5: CCV and regret growth",
         ),
         Part(
@@ -608,20 +746,36 @@ BENCHMARK = Benchmark(
         Part(
             "dims",
             _part_growth,
-            full={"instances": [("B3", 20, {}), ("B2", 10, {"convex": True})],
-                  "grid": GRID, "seeds": (0,),
-                  "algorithms": ("nested_projection", "domain_only", "latest_only")},
+            full={
+                "instances": [("B3", 20, {}), ("B2", 10, {"convex": True})],
+                "grid": GRID,
+                "seeds": (0,),
+                "algorithms": ("nested_projection", "domain_only", "latest_only"),
+            },
             quick=False,
             help="B3 at d = 20 (the C_d question) and B2 with convex losses",
         ),
-        Part("lazy", _part_lazy, full={"T": 20000, "d": 10},
-             quick={"T": 2000, "d": 10}, help="per-round cost with/without lazy screening"),
-        Part("fair", _part_fair, full={"n": 100000, "batch": 50,
-                                       "tolerances": (0.1, 0.5)},
-             quick={"n": 5000, "batch": 50, "tolerances": (0.5,)},
-             help="B6: streaming fair classification, synthetic and affairs"),
-        Part("throughput", _part_throughput, full={"n": 100000, "d": 20},
-             quick={"n": 5000, "d": 20}, help="rows/s, unconstrained stream, d = 20"),
+        Part(
+            "lazy",
+            _part_lazy,
+            full={"T": 20000, "d": 10},
+            quick={"T": 2000, "d": 10},
+            help="per-round cost with/without lazy screening",
+        ),
+        Part(
+            "fair",
+            _part_fair,
+            full={"n": 100000, "batch": 50, "tolerances": (0.1, 0.5)},
+            quick={"n": 5000, "batch": 50, "tolerances": (0.5,)},
+            help="B6: streaming fair classification, synthetic and affairs",
+        ),
+        Part(
+            "throughput",
+            _part_throughput,
+            full={"n": 100000, "d": 20},
+            quick={"n": 5000, "d": 20},
+            help="rows/s, unconstrained stream, d = 20",
+        ),
     ],
 )
 
@@ -631,8 +785,19 @@ def run(quick=False, device="cpu", parts=None):
     return BENCHMARK.run(quick=quick, device=device, parts=parts)
 
 
-GROWTH_COLUMNS = ["instance", "d", "algorithm", "ccv", "ccv_exponent", "ccv_flatness",
-                  "regret", "regret_exponent", "regret_flatness", "n_cuts", "us_per_round"]
+GROWTH_COLUMNS = [
+    "instance",
+    "d",
+    "algorithm",
+    "ccv",
+    "ccv_exponent",
+    "ccv_flatness",
+    "regret",
+    "regret_exponent",
+    "regret_flatness",
+    "n_cuts",
+    "us_per_round",
+]
 
 
 def growth_table(rows):
@@ -657,8 +822,13 @@ def acceptance(rows):
     """Acceptance points 2-4 of the issue, from this run's rows."""
     data = data_rows(rows)
     lines = ["== acceptance"]
-    b1 = {r["algorithm"]: r for r in data if r["part"] in ("growth", "sv_convex")
-          and r["instance"] == "B1" and r["seed"] == 0}
+    b1 = {
+        r["algorithm"]: r
+        for r in data
+        if r["part"] in ("growth", "sv_convex")
+        and r["instance"] == "B1"
+        and r["seed"] == 0
+    }
     if "nested_projection" in b1:
         np_exp = b1["nested_projection"]["ccv_exponent"]
         sv = {k: v["ccv_exponent"] for k, v in b1.items() if k.startswith("sinha_vaze")}
@@ -668,16 +838,28 @@ def acceptance(rows):
             + ", ".join(f"{k} {v:.3f}" for k, v in sv.items())
             + f" (>= 0.4): {'PASS' if ok else 'FAIL'}"
         )
-    grow = [r for r in data if r["part"] == "growth" and r["algorithm"] == "nested_projection"
-            and r["d"] <= 10]
+    grow = [
+        r
+        for r in data
+        if r["part"] == "growth"
+        and r["algorithm"] == "nested_projection"
+        and r["d"] <= 10
+    ]
     if grow:
-        bad = [r for r in grow if not (r["ccv_flatness"] <= 1.25 or r["ccv"] < 1e-9)
-               or not (r["regret_flatness"] <= 1.25 or r["regret_exponent"] <= 0.1
-                       or r["regret"] <= 0)]
+        bad = [
+            r
+            for r in grow
+            if not (r["ccv_flatness"] <= 1.25 or r["ccv"] < 1e-9)
+            or not (
+                r["regret_flatness"] <= 1.25
+                or r["regret_exponent"] <= 0.1
+                or r["regret"] <= 0
+            )
+        ]
         lines.append(
-            f"3. strongly convex, d <= 10: {len(grow) - len(bad)}/{len(grow)} runs with CCV "
-            "and regret local slopes (per ln T) flat or falling over the last decade "
-            f"(last/first <= 1.25): {'PASS' if not bad else 'FAIL'}"
+            f"3. strongly convex, d <= 10: {len(grow) - len(bad)}/{len(grow)} runs "
+            "with CCV and regret local slopes (per ln T) flat or falling over the "
+            f"last decade (last/first <= 1.25): {'PASS' if not bad else 'FAIL'}"
         )
         for r in bad:
             lines.append(
@@ -695,35 +877,66 @@ def acceptance(rows):
 
 
 def report(rows):
-    """Status, the growth table, the fair-streaming and throughput tables, acceptance."""
+    """Status, growth, fair-streaming and throughput tables, then acceptance."""
     out = meta_line(rows) + status_lines(rows)
     data = data_rows(rows)
     growth_rows = [r for r in data if r["part"] in ("growth", "dims")]
     if growth_rows:
-        out.append("\n== growth: medians over seeds; exponent = log-log slope over the "
-                   "last decade; flatness = last/first local slope per ln T there")
+        out.append(
+            "\n== growth: medians over seeds; exponent = log-log slope over the "
+            "last decade; flatness = last/first local slope per ln T there"
+        )
         out.append(format_table(growth_table(growth_rows), digits=3))
     sv = [r for r in data if r["part"] == "sv_convex"]
     if sv:
         out.append("\n== B1, Sinha-Vaze with convex parameters")
-        out.append(format_table(sv, columns=["algorithm", "ccv", "ccv_exponent",
-                                             "ccv_flatness"], digits=3))
+        out.append(
+            format_table(
+                sv,
+                columns=["algorithm", "ccv", "ccv_exponent", "ccv_flatness"],
+                digits=3,
+            )
+        )
     lazy = [r for r in data if r["part"] == "lazy"]
     if lazy:
         out.append("\n== lazy screening")
         out.append(format_table(lazy, digits=2))
     fair = [r for r in data if r["part"] == "fair"]
     if fair:
-        out.append("\n== fair streaming (prequential over batches, then a 20% hold-out)")
-        cols = ["dataset", "tolerance", "method", "prequential_accuracy",
-                "mean_batch_score_gap", "parity_ccv", "mean_batch_rate_gap",
-                "test_accuracy", "test_score_gap", "test_rate_gap", "seconds"]
+        out.append(
+            "\n== fair streaming (prequential over batches, then a 20% hold-out)"
+        )
+        cols = [
+            "dataset",
+            "tolerance",
+            "method",
+            "prequential_accuracy",
+            "mean_batch_score_gap",
+            "parity_ccv",
+            "mean_batch_rate_gap",
+            "test_accuracy",
+            "test_score_gap",
+            "test_rate_gap",
+            "seconds",
+        ]
         out.append(format_table(fair, columns=cols, digits=3))
     tp = [r for r in data if r["part"] == "throughput"]
     if tp:
         out.append("\n== throughput, one pass")
-        out.append(format_table(tp, columns=["method", "n", "d", "seconds",
-                                             "rows_per_second", "coef_error"], digits=3))
+        out.append(
+            format_table(
+                tp,
+                columns=[
+                    "method",
+                    "n",
+                    "d",
+                    "seconds",
+                    "rows_per_second",
+                    "coef_error",
+                ],
+                digits=3,
+            )
+        )
     out.append("\n" + acceptance(rows))
     return "\n".join(out)
 
@@ -735,8 +948,9 @@ def demo():
     start = time.perf_counter()
     X, y, s = make_fair_classification(20000, random_state=0)
     with count_warnings():
-        rows = fair_stream(None, X, y, s, 50, 0.5, "demo",
-                           variants=("nested_projection",), river=False)
+        rows = fair_stream(
+            None, X, y, s, 50, 0.5, "demo", variants=("nested_projection",), river=False
+        )
     ours = next(r for r in rows if r["method"] == "COCOClassifier nested_projection")
     sgd = next(r for r in rows if r["method"] == "SGDClassifier.partial_fit")
     return {

@@ -173,8 +173,10 @@ class _BaseCOCO(TorchEstimatorMixin, BaseEstimator):
                 kwargs = {k: params[k] for k in c.requires}
             v, gc, gi = c.evaluate(coef, intercept, Xb, yb, **kwargs)
             v = np.atleast_1d(np.asarray(v, dtype=np.float64))
-            gc = np.asarray(gc, dtype=np.float64).reshape(-1, d) if np.size(gc) else (
-                np.empty((0, d))
+            gc = (
+                np.asarray(gc, dtype=np.float64).reshape(-1, d)
+                if np.size(gc)
+                else (np.empty((0, d)))
             )
             gi = np.atleast_1d(np.asarray(gi, dtype=np.float64))
             k = len(v)
@@ -184,8 +186,11 @@ class _BaseCOCO(TorchEstimatorMixin, BaseEstimator):
                     f"coefficient gradients {gc.shape} and intercept gradients "
                     f"{gi.shape}; expected (k,), (k, {d}) and (k,)"
                 )
-            if not (np.all(np.isfinite(v)) and np.all(np.isfinite(gc))
-                    and np.all(np.isfinite(gi))):
+            if not (
+                np.all(np.isfinite(v))
+                and np.all(np.isfinite(gc))
+                and np.all(np.isfinite(gi))
+            ):
                 raise ValueError(
                     f"round {t}: {c!r} returned a non-finite value or subgradient"
                 )
@@ -507,7 +512,13 @@ class COCOLearner(RegressorMixin, _BaseCOCO):
         """
         reset = not (self.warm_start and hasattr(self, "state_"))
         return self._fit_rows(
-            X, y, sample_weight, reset, sensitive_features, constraint_A, constraint_b,
+            X,
+            y,
+            sample_weight,
+            reset,
+            sensitive_features,
+            constraint_A,
+            constraint_b,
             fit_call=True,
         )
 
@@ -539,7 +550,13 @@ class COCOLearner(RegressorMixin, _BaseCOCO):
         """
         reset = not hasattr(self, "state_")
         return self._fit_rows(
-            X, y, sample_weight, reset, sensitive_features, constraint_A, constraint_b,
+            X,
+            y,
+            sample_weight,
+            reset,
+            sensitive_features,
+            constraint_A,
+            constraint_b,
             fit_call=False,
         )
 
@@ -552,7 +569,9 @@ class COCOLearner(RegressorMixin, _BaseCOCO):
         params = self._row_params(
             X.shape[0], {"sensitive_features": sf, "constraint_A": A, "constraint_b": b}
         )
-        hint = self.state_.t + math.ceil(X.shape[0] / self.batch_size) if fit_call else 0
+        hint = (
+            self.state_.t + math.ceil(X.shape[0] / self.batch_size) if fit_call else 0
+        )
         self._pass(X, y.astype(np.float64), sample_weight, params, hint)
         return self
 
@@ -736,7 +755,13 @@ class COCOClassifier(ClassifierMixin, _BaseCOCO):
         if reset or not hasattr(self, "classes_"):
             self._set_classes(classes)
         return self._fit_rows(
-            X, y, sample_weight, reset, sensitive_features, constraint_A, constraint_b,
+            X,
+            y,
+            sample_weight,
+            reset,
+            sensitive_features,
+            constraint_A,
+            constraint_b,
             fit_call=True,
         )
 
@@ -787,7 +812,13 @@ class COCOClassifier(ClassifierMixin, _BaseCOCO):
                 f"{self.classes_!r} of the previous partial_fit calls."
             )
         return self._fit_rows(
-            X, y, sample_weight, reset, sensitive_features, constraint_A, constraint_b,
+            X,
+            y,
+            sample_weight,
+            reset,
+            sensitive_features,
+            constraint_A,
+            constraint_b,
             fit_call=False,
         )
 
@@ -817,7 +848,9 @@ class COCOClassifier(ClassifierMixin, _BaseCOCO):
             X.shape[0], {"sensitive_features": sf, "constraint_A": A, "constraint_b": b}
         )
         signs = np.where(y == self.classes_[1], 1.0, -1.0)
-        hint = self.state_.t + math.ceil(X.shape[0] / self.batch_size) if fit_call else 0
+        hint = (
+            self.state_.t + math.ceil(X.shape[0] / self.batch_size) if fit_call else 0
+        )
         self._pass(X, signs, sample_weight, params, hint)
         return self
 

@@ -161,7 +161,9 @@ class OnlineState:
         store="violated",
     ):
         if algorithm not in ALGORITHMS:
-            raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
+            raise ValueError(
+                f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}"
+            )
         self.dim = dim
         self.algorithm = algorithm
         self.alpha = float(alpha)
@@ -241,7 +243,9 @@ class OnlineState:
         gnorm = math.sqrt(float(grad @ grad))
         self.lipschitz = max(self.lipschitz, gnorm)
         if len(g_values):
-            self.lipschitz = max(self.lipschitz, float(np.max(np.linalg.norm(g_grads, axis=1))))
+            self.lipschitz = max(
+                self.lipschitz, float(np.max(np.linalg.norm(g_grads, axis=1)))
+            )
         self.grad_sq += gnorm * gnorm
         if violation > 0:
             self.ccv += violation

@@ -123,7 +123,7 @@ def ldp_project(y, A, c, tol=1e-10):
 
 
 def _most_violated(idx, slack, tol, k):
-    """The (at most ``k``) cuts of ``idx`` with the most negative slack below ``-tol``."""
+    """The (at most ``k``) cuts of ``idx`` most violated (slack below ``-tol``)."""
     bad = np.flatnonzero(slack < -tol)
     if len(bad) > k:
         bad = bad[np.argpartition(slack[bad], k)[:k]]

@@ -12,7 +12,9 @@ from ._constraints import HalfSpaces
 from ._engine import LOSSES
 
 
-def hindsight_regret(estimator, X, y, sample_weight=None, *, max_rounds=50, **fit_params):
+def hindsight_regret(
+    estimator, X, y, sample_weight=None, *, max_rounds=50, **fit_params
+):
     """Regret of a fitted COCO learner on its stream, against the best feasible model.
 
     The comparator minimises the sum of the rounds' regularised losses over
@@ -62,7 +64,9 @@ def hindsight_regret(estimator, X, y, sample_weight=None, *, max_rounds=50, **fi
     y = np.asarray(y)
     n, d = X.shape
     if d != estimator.n_features_in_:
-        raise ValueError(f"X has {d} features; the estimator has {estimator.n_features_in_}")
+        raise ValueError(
+            f"X has {d} features; the estimator has {estimator.n_features_in_}"
+        )
     bs = estimator.batch_size
     rounds = math.ceil(n / bs)
     if rounds != estimator.t_:
@@ -113,7 +117,9 @@ def hindsight_regret(estimator, X, y, sample_weight=None, *, max_rounds=50, **fi
                 if bool(con.affine) != affine:
                     continue
                 args = kw if con.requires is None else {k: kw[k] for k in con.requires}
-                v, gc, gi = con.evaluate(w[:d], float(w[d]) if fi else 0.0, X[sl], y[sl], **args)
+                v, gc, gi = con.evaluate(
+                    w[:d], float(w[d]) if fi else 0.0, X[sl], y[sl], **args
+                )
                 v = np.atleast_1d(np.asarray(v, dtype=np.float64))
                 if not len(v):
                     continue
@@ -139,10 +145,22 @@ def hindsight_regret(estimator, X, y, sample_weight=None, *, max_rounds=50, **fi
         cons = []
         if len(c_work):
             Aw, cw = A_work.copy(), c_work.copy()
-            cons = [{"type": "ineq", "fun": lambda v, A=Aw, c=cw: c - A @ v,
-                     "jac": lambda v, A=Aw: -A}]
-        res = minimize(objective, w, jac=True, method="SLSQP", bounds=bounds,
-                       constraints=cons, options={"maxiter": 1000, "ftol": 1e-12})
+            cons = [
+                {
+                    "type": "ineq",
+                    "fun": lambda v, A=Aw, c=cw: c - A @ v,
+                    "jac": lambda v, A=Aw: -A,
+                }
+            ]
+        res = minimize(
+            objective,
+            w,
+            jac=True,
+            method="SLSQP",
+            bounds=bounds,
+            constraints=cons,
+            options={"maxiter": 1000, "ftol": 1e-12},
+        )
         w = res.x
         success = bool(res.success)
         A_non, c_non = revealed(w, affine=False)

@@ -17,7 +17,9 @@ def test_b1_ccv_stays_bounded_for_np_ogd_and_grows_for_sinha_vaze():
     # d = 1: NP-OGD pays at most G * D (here the first round only).
     G, D = 1.0, 20.0
     assert ccv["nested_projection", 2000] <= G * D
-    assert ccv["nested_projection", 2000] == pytest.approx(ccv["nested_projection", 200])
+    assert ccv["nested_projection", 2000] == pytest.approx(
+        ccv["nested_projection", 200]
+    )
     assert ccv["sinha_vaze", 2000] > 3 * ccv["sinha_vaze", 200]
 
 

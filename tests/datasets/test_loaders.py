@@ -31,3 +31,17 @@ def test_fertility():
     # fertility rates: children per woman
     assert 0.5 < np.nanmin(data.data) and np.nanmax(data.data) < 10
     assert "fertility" in data.DESCR
+
+
+def test_affairs():
+    from skml.datasets import load_affairs
+
+    data = load_affairs()
+    assert data.data.shape == (6366, 7)
+    assert "age" not in data.feature_names and "affairs" not in data.feature_names
+    assert set(np.unique(data.target)) == {0, 1}
+    assert set(np.unique(data.sensitive)) == {0, 1}
+    # The older group reports affairs more often (the gap the example removes).
+    older = data.target[data.sensitive == 1].mean()
+    younger = data.target[data.sensitive == 0].mean()
+    assert older > younger + 0.05

@@ -47,8 +47,12 @@ def test_every_stored_cut_holds_after_every_round():
     X, y, A, b = _stream(n=300)
     model = COCOLearner()
     for i in range(300):
-        model.partial_fit(X[i : i + 1], y[i : i + 1], constraint_A=A[i : i + 1],
-                          constraint_b=b[i : i + 1])
+        model.partial_fit(
+            X[i : i + 1],
+            y[i : i + 1],
+            constraint_A=A[i : i + 1],
+            constraint_b=b[i : i + 1],
+        )
         assert model.state_.cuts.max_violation(model.state_.w) <= 1e-9
     assert model.max_projection_residual_ <= 1e-9
     assert 0 < model.n_cuts_ == model.n_violations_
@@ -92,8 +96,9 @@ def test_fit_restarts_unless_warm_start():
 
 def test_pickle_mid_stream_continues_identically():
     X, y, A, b = _stream()
-    model = COCOLearner().partial_fit(X[:300], y[:300], constraint_A=A[:300],
-                                      constraint_b=b[:300])
+    model = COCOLearner().partial_fit(
+        X[:300], y[:300], constraint_A=A[:300], constraint_b=b[:300]
+    )
     copy = pickle.loads(pickle.dumps(model))
     for m in (model, copy):
         m.partial_fit(X[300:], y[300:], constraint_A=A[300:], constraint_b=b[300:])

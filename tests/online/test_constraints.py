@@ -3,7 +3,12 @@
 import numpy as np
 import pytest
 
-from skml.online import CallableConstraint, DemographicParity, EqualOpportunity, NormBall
+from skml.online import (
+    CallableConstraint,
+    DemographicParity,
+    EqualOpportunity,
+    NormBall,
+)
 from skml.online._constraints import HalfSpaces
 
 
@@ -49,7 +54,9 @@ def test_norm_ball_value_and_subgradient(norm):
     # A subgradient: g(v) >= g(coef) + gc . (v - coef) for any v.
     rng = np.random.default_rng(0)
     for v in rng.normal(size=(20, 2)):
-        assert np.linalg.norm(v, ord=norm) - 2.0 >= values[0] + gc[0] @ (v - coef) - 1e-12
+        assert (
+            np.linalg.norm(v, ord=norm) - 2.0 >= values[0] + gc[0] @ (v - coef) - 1e-12
+        )
 
 
 def test_half_spaces_skip_rows_without_a_bound():

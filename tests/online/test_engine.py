@@ -14,7 +14,11 @@ from skml.online._projection import InfeasibleConstraintsError
 def test_batch_loss_gradient_matches_finite_differences(loss, fit_intercept):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(7, 3))
-    y = rng.choice([-1.0, 1.0], 7) if loss in ("logistic", "hinge") else rng.normal(size=7)
+    y = (
+        rng.choice([-1.0, 1.0], 7)
+        if loss in ("logistic", "hinge")
+        else rng.normal(size=7)
+    )
     sw = rng.uniform(0.5, 2.0, 7)
     w = rng.normal(size=3 + fit_intercept)
     _, grad, _ = batch_loss(loss, X, y, w, fit_intercept, sw, 1.35)
@@ -72,7 +76,9 @@ def test_strongly_convex_regret_is_within_the_log_bound():
     regret = inst.comparator_regret(run["losses"], [T])[0]
     G = inst.lipschitz()
     # The textbook bound for steps 1/(m t) (ours are 1/(m (t + 1))).
-    assert regret <= (G**2 / (2 * inst.modulus)) * (1 + math.log(T)) + G**2 / inst.modulus
+    assert (
+        regret <= (G**2 / (2 * inst.modulus)) * (1 + math.log(T)) + G**2 / inst.modulus
+    )
 
 
 def test_infeasible_cuts_raise_naming_the_round_and_keep_the_model():
@@ -115,7 +121,9 @@ def test_settings_that_cannot_work_are_refused(kwargs, match):
         OnlineState(3, **kwargs)
 
 
-@pytest.mark.parametrize("algorithm", ["latest_only", "domain_only", "penalty", "switch"])
+@pytest.mark.parametrize(
+    "algorithm", ["latest_only", "domain_only", "penalty", "switch"]
+)
 def test_baselines_run_and_count_violations(algorithm):
     rng = np.random.default_rng(0)
     d, T = 3, 300

@@ -81,7 +81,7 @@ def _random_run(lazy, seed=0, rounds=300, d=5, radius=1.0, device=None):
     cuts = NestedCuts(d, -bound, bound, lazy=lazy, device=device)
     w = np.zeros(d)
     history = []
-    for t in range(rounds):
+    for _ in range(rounds):
         if rng.uniform() < 0.3:
             a = rng.uniform(-1, 1, d)
             cuts.add(a, 0.2)
@@ -94,7 +94,7 @@ def _random_run(lazy, seed=0, rounds=300, d=5, radius=1.0, device=None):
 def test_nested_cuts_projection_is_exact_every_round():
     cuts, history = _random_run(lazy=True)
     A, c = cuts.cuts
-    for y, w, residual in history[-20:]:
+    for _, _, residual in history[-20:]:
         assert residual <= 1e-9
     # The last projection agrees with a full solve over every stored cut.
     y, w, _ = history[-1]
