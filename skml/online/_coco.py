@@ -16,7 +16,7 @@ from sklearn.utils.validation import (
 
 from ..utils import TorchEstimatorMixin
 from ._constraints import CallableConstraint, Constraint, HalfSpaces
-from ._engine import ALGORITHMS, OnlineState, batch_loss
+from ._engine import ALGORITHMS, OnlineState, batch_loss, plain_rounds
 from ._projection import InfeasibleConstraintsError
 
 _ROW_PARAMS = ("sensitive_features", "constraint_A", "constraint_b")
@@ -217,6 +217,24 @@ class _BaseCOCO(TorchEstimatorMixin, BaseEstimator):
         violations = np.empty(n_rounds)
         done = 0
         alpha = self.alpha
+        if (
+            not constraints
+            and bs == 1
+            and state.cuts.n == 0
+            and self.algorithm not in ("sinha_vaze", "switch")
+        ):
+            # No constraint can appear: plain projected OGD, row by row.
+            try:
+                losses = plain_rounds(
+                    state, self.loss, X, y, self.fit_intercept, sample_weight, 1.35
+                )
+            except FloatingPointError as exc:
+                self._finish(exc.losses, np.zeros(len(exc.losses)))
+                raise ValueError(
+                    f"{exc}: lower step_size, raise alpha or set domain_radius"
+                ) from None
+            self._finish(losses, np.zeros(n))
+            return
         try:
             for r in range(n_rounds):
                 sl = slice(r * bs, min((r + 1) * bs, n))

@@ -278,7 +278,12 @@ class OnlineState:
             w_new = self._box(w - self._eta() * grad)
             residual = 0.0
         if not np.all(np.isfinite(w_new)):
-            raise FloatingPointError(f"the iterate diverged at round {self.t}")
+            t = self.t
+            self.t -= 1  # the state stays at the last finite model
+            if violation > 0:
+                self.ccv -= violation
+                self.n_violations -= 1
+            raise FloatingPointError(f"the iterate diverged at round {t}")
         step = w_new - w
         self.movement += math.sqrt(float(step @ step))
         self.max_residual = max(self.max_residual, residual)
@@ -371,3 +376,136 @@ class OnlineState:
             self.sv_grad_sq += float(surrogate @ surrogate)
             eta = math.sqrt(2.0) * D / (2.0 * math.sqrt(max(self.sv_grad_sq, 1e-300)))
         return self._box(self.w - eta * surrogate)
+
+
+# Per-row loss value and derivative in the score, as Python floats: the
+# unconstrained pass below runs one row at a time and numpy's per-call cost
+# would dominate. They match LOSSES above (tests/online/test_engine.py).
+def _scalar_squared(s, y, eps):
+    r = s - y
+    return 0.5 * r * r, r
+
+
+def _scalar_huber(s, y, eps):
+    r = s - y
+    if abs(r) <= eps:
+        return 0.5 * r * r, r
+    return eps * (abs(r) - 0.5 * eps), eps * math.copysign(1.0, r)
+
+
+def _scalar_absolute(s, y, eps):
+    r = s - y
+    return abs(r), float(r > 0) - float(r < 0)
+
+
+def _scalar_logistic(s, y, eps):
+    z = y * s
+    if z > 0:
+        e = math.exp(-z)
+        return math.log1p(e), -y * e / (1.0 + e)
+    e = math.exp(z)
+    return -z + math.log1p(e), -y / (1.0 + e)
+
+
+def _scalar_hinge(s, y, eps):
+    margin = 1.0 - y * s
+    return (margin, -y) if margin > 0 else (0.0, 0.0)
+
+
+SCALAR_LOSSES = {
+    "squared": _scalar_squared,
+    "huber": _scalar_huber,
+    "absolute": _scalar_absolute,
+    "logistic": _scalar_logistic,
+    "hinge": _scalar_hinge,
+}
+
+
+def plain_rounds(state, loss, X, y, fit_intercept, sample_weight, epsilon):
+    """Rounds of one row without constraints: projected OGD, row by row.
+
+    The same steps as :meth:`OnlineState.round` with no constraint values
+    and no stored cuts (every algorithm but Sinha-Vaze and the switch then
+    reduces to a gradient step and the box), with a few numpy calls per row
+    instead of a few dozen. The caller checks those conditions.
+
+    Returns
+    -------
+    losses : ndarray of shape (n,)
+        Each round's regularised loss at the model played.
+
+    Raises
+    ------
+    FloatingPointError
+        When the iterate stops being finite; the state keeps the last
+        finite model, and the exception's ``losses`` attribute holds the
+        losses of the rounds played before.
+    """
+    func = SCALAR_LOSSES[loss]
+    kappa = LOSSES[loss][1]
+    n, d = X.shape
+    fi = 1.0 if fit_intercept else 0.0
+    sw = np.ones(n) if sample_weight is None else np.asarray(sample_weight, float)
+    row_sq = np.einsum("ij,ij->i", X, X) + fi
+    curv = np.maximum.accumulate(
+        np.maximum(kappa * sw * row_sq + state.modulus, state.curvature)
+    )
+    yl, swl, sql, curvl = y.tolist(), sw.tolist(), row_sq.tolist(), curv.tolist()
+    w = state.w.copy()
+    coef = w[:d]  # a view: updated in place with w
+    alpha, modulus = state.alpha, state.modulus
+    radius = state.radius
+    boxed = math.isfinite(radius)
+    rule = state.step_size
+    losses = np.empty(n)
+    t = state.t
+    movement = 0.0
+    grad_sq, lipschitz = state.grad_sq, state.lipschitz
+    for i in range(n):
+        x = X[i]
+        s = float(x @ coef) + (float(w[d]) if fit_intercept else 0.0)
+        value, ds = func(s, yl[i], epsilon)
+        ds *= swl[i]
+        sq = float(w @ w)
+        losses[i] = value * swl[i] + 0.5 * alpha * sq
+        # ||alpha w + ds x~||^2, x~ = (x, 1): the gradient's norm from scalars.
+        gn2 = max(alpha * alpha * sq + 2.0 * alpha * ds * s + ds * ds * sql[i], 0.0)
+        grad_sq += gn2
+        lipschitz = max(lipschitz, math.sqrt(gn2))
+        t += 1
+        if rule == "optimal":
+            eta = 1.0 / (modulus * t + curvl[i])
+        elif rule == "adagrad":
+            eta = state.diameter / math.sqrt(max(grad_sq, 1e-300))
+        elif rule == "invscaling":
+            eta = state.diameter / (max(lipschitz, 1e-300) * math.sqrt(t))
+        else:
+            eta = float(rule)
+        old = w.copy()
+        w *= 1.0 - eta * alpha
+        coef -= (eta * ds) * x
+        if fit_intercept:
+            w[d] -= eta * ds
+        if boxed:
+            np.clip(w, -radius, radius, out=w)
+            step = w - old
+            moved = math.sqrt(float(step @ step))
+        else:
+            moved = eta * math.sqrt(gn2)
+        if not (math.isfinite(moved) and math.isfinite(float(w.sum()))):
+            state.w = old
+            state.t = t - 1
+            state.movement += movement
+            state.cuts.odometer += movement
+            exc = FloatingPointError(f"the iterate diverged at round {t}")
+            exc.losses = losses[:i]
+            raise exc
+        movement += moved
+    state.w = w
+    state.t = t
+    state.movement += movement
+    state.cuts.odometer += movement
+    state.grad_sq, state.lipschitz = grad_sq, lipschitz
+    if n:
+        state.curvature = max(state.curvature, float(curv[-1]))
+    return losses

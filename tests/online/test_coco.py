@@ -259,3 +259,19 @@ def test_cuda_matches_cpu():
     gpu = COCOLearner(device="cuda").fit(X, y, constraint_A=A, constraint_b=b)
     np.testing.assert_allclose(gpu.coef_, cpu.coef_, atol=1e-10)
     assert str(gpu.device_).startswith("cuda")
+
+
+def _never_violated(coef, intercept, X, y, **params):
+    return np.array([-1.0]), np.ones((1, len(coef))), np.zeros(1)
+
+
+@pytest.mark.parametrize("Estimator", [COCOLearner, COCOClassifier])
+def test_unconstrained_fast_path_equals_the_general_rounds(Estimator):
+    X, y, _, _ = _stream(n=400)
+    if Estimator is COCOClassifier:
+        y = (y > 0).astype(int)
+    fast = Estimator(domain_radius=0.5).fit(X, y)
+    general = Estimator(domain_radius=0.5, constraint=_never_violated).fit(X, y)
+    np.testing.assert_allclose(fast.coef_, general.coef_, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(fast.loss_trace_, general.loss_trace_, rtol=1e-10)
+    assert fast.movement_ == pytest.approx(general.movement_, rel=1e-9)

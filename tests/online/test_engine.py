@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from skml.online._engine import LOSSES, OnlineState, batch_loss
+from skml.online._engine import LOSSES, OnlineState, batch_loss, plain_rounds
 from skml.online._projection import InfeasibleConstraintsError
 
 
@@ -136,3 +136,45 @@ def test_baselines_run_and_count_violations(algorithm):
         total += state.round(x - target, 0.0, g @ x - 0.05, g)
     assert state.ccv == pytest.approx(total)
     assert np.all(np.abs(state.w) <= 1.0 + 1e-12)
+
+
+@pytest.mark.parametrize("loss", sorted(LOSSES))
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"radius": 0.2},
+        {"radius": 1.0, "step_size": "adagrad"},
+        {"radius": 1.0, "step_size": "invscaling"},
+        {"step_size": 0.01, "alpha": 0.0, "modulus": 0.0},
+    ],
+)
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_plain_rounds_equal_the_general_rounds(loss, kwargs, fit_intercept):
+    rng = np.random.default_rng(0)
+    n, d = 300, 4
+    X = rng.normal(size=(n, d))
+    y = (
+        rng.choice([-1.0, 1.0], n)
+        if loss in ("logistic", "hinge")
+        else X @ rng.normal(size=d)
+    )
+    sw = rng.uniform(0.5, 2.0, n)
+    dim = d + fit_intercept
+    general = OnlineState(dim, **kwargs)
+    losses = []
+    for i in range(n):
+        w = general.w
+        value, grad, curvature = batch_loss(
+            loss, X[i : i + 1], y[i : i + 1], w, fit_intercept, sw[i : i + 1], 1.35
+        )
+        losses.append(value + 0.5 * general.alpha * float(w @ w))
+        general.round(grad, curvature, np.empty(0), np.empty((0, dim)))
+    fast = OnlineState(dim, **kwargs)
+    fast_losses = plain_rounds(fast, loss, X, y, fit_intercept, sw, 1.35)
+    np.testing.assert_allclose(fast.w, general.w, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(fast_losses, losses, rtol=1e-10, atol=1e-12)
+    assert fast.t == general.t == n
+    assert fast.movement == pytest.approx(general.movement, rel=1e-9)
+    assert fast.curvature == pytest.approx(general.curvature)
+    assert fast.grad_sq == pytest.approx(general.grad_sq, rel=1e-9)
