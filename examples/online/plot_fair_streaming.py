@@ -55,7 +55,13 @@ for lo in range(0, len(y), batch):
 fig, ax = plt.subplots(figsize=(8, 3.8))
 for name, values in gaps.items():
     accuracy = hits[name] / (len(y) - batch)
-    ax.plot(values, lw=1, label=f"{name} (accuracy {accuracy:.3f})")
+    faint = name.startswith("SGD")
+    ax.plot(
+        values,
+        lw=0.8 if faint else 1.2,
+        alpha=0.5 if faint else 1.0,
+        label=f"{name} (accuracy {accuracy:.3f})",
+    )
 ax.axhspan(-tolerance, tolerance, color="0.9", zorder=0, label="allowed gap")
 ax.set_xlabel("batch")
 ax.set_ylabel("mean score gap, 32+ minus younger")

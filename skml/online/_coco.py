@@ -388,7 +388,7 @@ class COCOLearner(RegressorMixin, _BaseCOCO):
 
     Attributes
     ----------
-    coef_ : ndarray of shape (n_features_in_,)
+    coef_ : ndarray of shape (`n_features_in_`,)
     intercept_ : float
     t_ : int
         Rounds played since the last reset.
@@ -397,9 +397,9 @@ class COCOLearner(RegressorMixin, _BaseCOCO):
     cumulative_violation_ : float
         CCV: the sum over rounds of ``max(g_t(w_t), 0)``, ``g_t`` the largest
         of the round's constraint values at the model played.
-    violation_trace_ : ndarray of shape (t_,)
+    violation_trace_ : ndarray of shape (`t_`,)
         Each round's ``max(g_t(w_t), 0)``.
-    loss_trace_ : ndarray of shape (t_,)
+    loss_trace_ : ndarray of shape (`t_`,)
         Each round's regularised loss at the model played.
     movement_ : float
         Total distance moved by the model; ``CCV <= G * movement_`` when
@@ -652,13 +652,13 @@ class COCOClassifier(ClassifierMixin, _BaseCOCO):
     Attributes
     ----------
     classes_ : ndarray of shape (2,)
-    coef_ : ndarray of shape (1, n_features_in_)
+    coef_ : ndarray of shape (1, `n_features_in_`)
     intercept_ : ndarray of shape (1,)
     t_ : int
     n_iter_ : int
     cumulative_violation_ : float
-    violation_trace_ : ndarray of shape (t_,)
-    loss_trace_ : ndarray of shape (t_,)
+    violation_trace_ : ndarray of shape (`t_`,)
+    loss_trace_ : ndarray of shape (`t_`,)
     movement_ : float
     n_cuts_ : int
     n_violations_ : int
