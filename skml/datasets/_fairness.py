@@ -37,9 +37,10 @@ def make_fair_classification(n_samples=10000, *, rotation=np.pi / 4, random_stat
 
     Examples
     --------
+    >>> import numpy as np
     >>> from skml.datasets import make_fair_classification
     >>> X, y, s = make_fair_classification(1000, random_state=0)
-    >>> X.shape, sorted(set(y)), sorted(set(s))
+    >>> X.shape, np.unique(y).tolist(), np.unique(s).tolist()
     ((1000, 2), [0, 1], [0, 1])
     """
     rng = check_random_state(random_state)
