@@ -438,20 +438,14 @@ def _parity(scores, groups):
 
 
 def _stream_eval(
-    name,
-    predict_scores,
-    predict_labels,
-    fit_batch,
-    X,
-    y,
-    s,
-    batch,
-    tolerance,
-    X_test,
-    y_test,
-    s_test,
+    name, predict_scores, predict_labels, fit_batch, stream, test, batch, tolerance
 ):
-    """Prequential pass: score each batch with the current model, then learn it."""
+    """Prequential pass: score each batch with the current model, then learn it.
+
+    ``stream`` and ``test`` are ``(X, y, sensitive)`` triples.
+    """
+    X, y, s = stream
+    X_test, y_test, s_test = test
     gaps, rate_gaps, correct, ccv = [], [], 0, 0.0
     seen = 0
     start = time.perf_counter()
@@ -514,6 +508,7 @@ def fair_stream(
     X, y, s = X[n_test:], y[n_test:], s[n_test:]
     scaler = StandardScaler().fit(X)
     X, X_test = scaler.transform(X), scaler.transform(X_test)
+    stream, test = (X, y, s), (X_test, y_test, s_test)
     classes = np.unique(y)
     rows = []
     dp = DemographicParity(tolerance)
@@ -549,14 +544,10 @@ def fair_stream(
                 clf.decision_function,
                 clf.predict,
                 fit_batch,
-                X,
-                y,
-                s,
+                stream,
+                test,
                 batch,
                 tolerance,
-                X_test,
-                y_test,
-                s_test,
             )
         )
     sgd = SGDClassifier(loss="log_loss", random_state=seed)
@@ -573,14 +564,10 @@ def fair_stream(
             sgd.decision_function,
             sgd.predict,
             sgd_batch,
-            X,
-            y,
-            s,
+            stream,
+            test,
             batch,
             tolerance,
-            X_test,
-            y_test,
-            s_test,
         )
     )
     if river and ctx.peer("river", "river", "pip install river"):
@@ -612,14 +599,10 @@ def fair_stream(
                 river_scores,
                 river_labels,
                 river_batch,
-                X,
-                y,
-                s,
+                stream,
+                test,
                 batch,
                 tolerance,
-                X_test,
-                y_test,
-                s_test,
             )
         )
     for r in rows:

@@ -204,6 +204,24 @@ class _BaseCOCO(TorchEstimatorMixin, BaseEstimator):
             return np.empty(0), np.empty((0, len(w)))
         return np.concatenate(values), np.concatenate(grads)
 
+    def _learn(self, X, y, sample_weight, reset, sf, A, b, fit_call):
+        """Validate weights and fit parameters, then play the rows' rounds.
+
+        ``y`` is already the float target (``-1``/``+1`` for a classifier).
+        """
+        sample_weight = (
+            None if sample_weight is None else _check_sample_weight(sample_weight, X)
+        )
+        self._start(X, reset)
+        params = self._row_params(
+            X.shape[0], {"sensitive_features": sf, "constraint_A": A, "constraint_b": b}
+        )
+        # Sinha-Vaze's horizon when none is set: the rounds of this fit call.
+        rounds = math.ceil(X.shape[0] / self.batch_size)
+        hint = self.state_.t + rounds if fit_call else 0
+        self._pass(X, y, sample_weight, params, hint)
+        return self
+
     def _pass(self, X, y, sample_weight, params, horizon_hint):
         """One ordered pass over the rows: a round per ``batch_size`` rows."""
         state = self.state_
@@ -580,18 +598,8 @@ class COCOLearner(RegressorMixin, _BaseCOCO):
 
     def _fit_rows(self, X, y, sample_weight, reset, sf, A, b, fit_call):
         X, y = validate_data(self, X, y, reset=reset, y_numeric=True, dtype=np.float64)
-        sample_weight = (
-            None if sample_weight is None else _check_sample_weight(sample_weight, X)
-        )
-        self._start(X, reset)
-        params = self._row_params(
-            X.shape[0], {"sensitive_features": sf, "constraint_A": A, "constraint_b": b}
-        )
-        hint = (
-            self.state_.t + math.ceil(X.shape[0] / self.batch_size) if fit_call else 0
-        )
-        self._pass(X, y.astype(np.float64), sample_weight, params, hint)
-        return self
+        y = y.astype(np.float64)
+        return self._learn(X, y, sample_weight, reset, sf, A, b, fit_call)
 
     def predict(self, X):
         """Predict with the last model (which satisfies every stored cut).
@@ -858,19 +866,8 @@ class COCOClassifier(ClassifierMixin, _BaseCOCO):
         unseen = np.setdiff1d(np.unique(y), self.classes_)
         if len(unseen):
             raise ValueError(f"y contains labels not in classes_: {unseen!r}")
-        sample_weight = (
-            None if sample_weight is None else _check_sample_weight(sample_weight, X)
-        )
-        self._start(X, reset)
-        params = self._row_params(
-            X.shape[0], {"sensitive_features": sf, "constraint_A": A, "constraint_b": b}
-        )
         signs = np.where(y == self.classes_[1], 1.0, -1.0)
-        hint = (
-            self.state_.t + math.ceil(X.shape[0] / self.batch_size) if fit_call else 0
-        )
-        self._pass(X, signs, sample_weight, params, hint)
-        return self
+        return self._learn(X, signs, sample_weight, reset, sf, A, b, fit_call)
 
     def decision_function(self, X):
         """Signed score of ``classes_[1]``.
