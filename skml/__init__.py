@@ -14,6 +14,7 @@ __version__ = "0.1.0.dev0"
 _ESTIMATORS: dict[str, str] = {
     "COCOClassifier": "online",
     "COCOLearner": "online",
+    "GRASPFineTuner": "finetune",
     "MCBoostClassifier": "calibration",
     "MCBoostRegressor": "calibration",
     "NonlinearFactorImputer": "impute",

@@ -129,10 +129,19 @@ def _stream_classification_problem(large=False):
     return _stream_problem(large, classify=True)
 
 
+def _finetune_problem(large=False):
+    from skml.datasets import make_persona_drift
+
+    data = make_persona_drift(12_000 if large else 3_000, random_state=0)
+    kwargs = {"X_reference": data.X_reference}
+    return (data.X, data.y), kwargs, "predict_proba", (data.X_test,)
+
+
 # name -> callable(large=False) returning (fit_args, fit_kwargs, method_name,
 # method_args). tests/test_gpu_check.py fails when an estimator with a
 # ``device`` parameter has no entry here.
 REGISTRY = {
+    "GRASPFineTuner": _finetune_problem,
     "COCOClassifier": _stream_classification_problem,
     "COCOLearner": _stream_problem,
     "MCBoostClassifier": _classification_problem,

@@ -5,6 +5,7 @@ from ._factor import make_nonlinear_factor_matrix
 from ._fairness import make_fair_classification
 from ._loaders import load_affairs, load_fertility, load_randhie
 from ._multicalibration import make_multicalibration_regression
+from ._persona import PersonaToyNet, make_persona_drift, persona_metrics
 from ._regression import make_multi_index_regression
 from ._transport import make_gaussian_mixtures
 
@@ -17,4 +18,7 @@ __all__ = [
     "make_multi_index_regression",
     "make_multicalibration_regression",
     "make_nonlinear_factor_matrix",
+    "make_persona_drift",
+    "persona_metrics",
+    "PersonaToyNet",
 ]

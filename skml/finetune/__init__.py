@@ -1,3 +1,16 @@
-"""Fine-tuning with identification and removal of spurious correlations."""
+"""Fine-tuning with identification and removal of spurious correlations (GRASP)."""
 
-__all__ = []
+from ._callbacks import GRASPProjection
+from ._grasp import GRASPFineTuner
+from ._identify import IdentificationWarning, identify_spurious_directions
+from ._lora import LoRALinear, add_lora, lora_layers
+
+__all__ = [
+    "GRASPFineTuner",
+    "GRASPProjection",
+    "IdentificationWarning",
+    "LoRALinear",
+    "add_lora",
+    "identify_spurious_directions",
+    "lora_layers",
+]

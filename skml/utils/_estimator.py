@@ -94,7 +94,10 @@ def find_tensors(obj, _path="", _seen=None):
     """Paths of the torch tensors reachable from an object's attributes.
 
     Walks ``__dict__``, dicts, lists, tuples, sets and dataclasses; used by
-    the tests to check that no fitted state holds a tensor.
+    the tests to check that no fitted state holds a tensor. A fitted
+    :class:`torch.nn.Module` (the product of a fine-tuner) may stay in
+    fitted state if it lives on the CPU: only its parameters and buffers on
+    another device are reported.
 
     Parameters
     ----------
@@ -119,6 +122,13 @@ def find_tensors(obj, _path="", _seen=None):
     seen = set() if _seen is None else _seen
     if isinstance(obj, torch.Tensor):
         return [_path or "<root>"]
+    if isinstance(obj, torch.nn.Module):
+        named = [*obj.named_parameters(), *obj.named_buffers()]
+        return [
+            f"{_path}.{name} (on {t.device})"
+            for name, t in named
+            if t.device.type != "cpu"
+        ]
     if id(obj) in seen or isinstance(obj, str | bytes | int | float | type(None)):
         return []
     seen.add(id(obj))

@@ -80,3 +80,15 @@ def test_find_tensors_walks_containers_and_objects():
     assert find_tensors(outer) == ["coef_[0].state[1]['w']"]
     outer.coef_ = [np.zeros(1)]
     assert find_tensors(outer) == []
+
+
+def test_find_tensors_accepts_cpu_modules_only():
+    class Fitted:
+        pass
+
+    fitted = Fitted()
+    fitted.module_ = torch.nn.Linear(2, 2)
+    assert find_tensors(fitted) == []
+    meta = torch.nn.Linear(2, 2, device="meta")
+    fitted.module_ = meta
+    assert find_tensors(fitted) == ["module_.weight (on meta)", "module_.bias (on meta)"]

@@ -1,0 +1,775 @@
+"""GRASPFineTuner: find a spurious direction from a naive LoRA fine-tune, then
+fine-tune again without new reliance on it."""
+
+import contextlib
+import copy
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+from torch import nn
+
+from ..utils import TorchEstimatorMixin, make_generator
+from ._callbacks import GRASPProjection
+from ._identify import identify_spurious_directions
+from ._lora import add_lora, freeze_except_lora, lora_layers
+from ._projection import orthonormal
+
+METHODS = (
+    "grasp",
+    "naive",
+    "caft",
+    "caft_inference",
+    "ablate_inference",
+    "preventative",
+)
+
+
+class _DefaultNet(nn.Module):
+    """The model ``module=None`` builds: frozen random features, a residual map, a head.
+
+    ``encoder`` (frozen, random) maps the features to a hidden stream of
+    width ``n_hidden``; ``residual`` (zero at the start, the LoRA target)
+    writes into it; ``stream`` marks the representation site; ``head`` reads
+    the logits and is trained in both phases.
+    """
+
+    def __init__(self, n_features, n_classes, n_hidden=32, generator=None):
+        super().__init__()
+        self.encoder = nn.Linear(n_features, n_hidden)
+        with torch.no_grad():
+            self.encoder.weight.normal_(
+                0.0, 1.0 / np.sqrt(n_features), generator=generator
+            )
+            self.encoder.bias.uniform_(-1.0, 1.0, generator=generator)
+        self.encoder.requires_grad_(False)
+        self.scale = 1.0 / np.sqrt(n_hidden)
+        self.residual = nn.Linear(n_hidden, n_hidden, bias=False)
+        nn.init.zeros_(self.residual.weight)
+        self.stream = nn.Identity()
+        self.head = nn.Linear(n_hidden, n_classes)
+        with torch.no_grad():
+            self.head.weight.normal_(0.0, 0.1, generator=generator)
+            self.head.bias.zero_()
+
+    def representation(self, x):
+        # Scaled to norm <= 1, so the default step sizes are stable for the
+        # head whatever the width.
+        h = torch.tanh(self.encoder(x)) * self.scale
+        return self.stream(h + self.residual(h))
+
+    def forward(self, x):
+        return self.head(self.representation(x))
+
+
+class _NaNLoss(Exception):
+    pass
+
+
+class _SliceBatches:
+    """skorch ``iterator_train``: batches sliced from whole tensors.
+
+    torch's ``DataLoader`` collates a batch row by row, which cost more than
+    the training itself on full batches of a few thousand rows.
+    """
+
+    def __init__(self, dataset, batch_size, shuffle=True, generator=None):
+        self.X = torch.as_tensor(np.asarray(dataset.X))
+        self.y = torch.as_tensor(np.asarray(dataset.y))
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.generator = generator
+
+    def __len__(self):
+        return -(-len(self.y) // self.batch_size)
+
+    def __iter__(self):
+        n = len(self.y)
+        order = (
+            torch.randperm(n, generator=self.generator)
+            if self.shuffle and self.batch_size < n
+            else torch.arange(n)
+        )
+        for lo in range(0, n, self.batch_size):
+            idx = order[lo : lo + self.batch_size]
+            yield self.X[idx], self.y[idx]
+
+
+def _linear_names(module):
+    return [n for n, m in module.named_modules() if isinstance(m, nn.Linear)]
+
+
+def _default_targets(module, trainable):
+    """Square Linear maps (residual-stream maps); else every Linear but the last."""
+    names = [
+        n
+        for n, m in module.named_modules()
+        if isinstance(m, nn.Linear) and n not in trainable and not n.startswith("lora_")
+    ]
+    square = [
+        n
+        for n in names
+        if module.get_submodule(n).in_features == module.get_submodule(n).out_features
+    ]
+    return square or names[:-1] or names
+
+
+@contextlib.contextmanager
+def _site_hook(module, site, fn):
+    """Apply ``fn`` to the output of ``module.<site>`` inside the block."""
+    if fn is None:
+        yield
+        return
+    handle = module.get_submodule(site).register_forward_hook(lambda m, i, out: fn(out))
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def _ablate(V):
+    def fn(h):
+        return h - (h @ V.T) @ V
+
+    return fn
+
+
+def _add(v, alpha):
+    def fn(h):
+        return h + alpha * v
+
+    return fn
+
+
+class GRASPFineTuner(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
+    """Fine-tune with LoRA without learning a new reliance on a spurious direction.
+
+    ``fit`` runs the paper's two steps on a pretrained torch module: a naive
+    LoRA fine-tune, whose weight update is decomposed to read off the
+    spurious latent direction(s) without supervision, then a second LoRA
+    fine-tune from a fresh copy of the pretrained module whose updates are
+    projected off those directions (GRASP), so the model acquires no new
+    reliance on them while the pretrained weights still read and write
+    along them. ``method`` swaps the second phase for the baselines (naive
+    fine-tuning, CAFT, inference-time ablation, preventative steering), so
+    ``GridSearchCV`` and ``cross_validate`` can compare them.
+
+    Parameters
+    ----------
+    module : torch.nn.Module, class or None, default=None
+        The pretrained classifier (logits out); an instance is deep-copied,
+        never changed. None builds a small model from the data's shape:
+        frozen random features, a residual map (the LoRA target) and a head.
+    target_modules : list of str, str or None, default=None
+        The Linear layers that get LoRA adapters (peft's matching: name
+        suffixes, a regex, or ``"all-linear"``). None: the square Linear
+        maps (residual-stream maps), else every Linear but the last.
+    trainable_modules : list of str or None, default=None
+        Submodules trained fully in both phases (a new head). None: the
+        ``head`` of the default model, nothing for a user's module.
+    site : str or None, default=None
+        The submodule whose output is the representation the baselines
+        ablate or steer (``caft``, ``preventative``, ...). None: a submodule
+        named ``"stream"`` if there is one, else the last LoRA layer.
+    lora_rank : int, default=4
+    lora_alpha : float or None, default=None
+        LoRA scaling numerator (``alpha / rank``); None: the rank.
+    n_directions : int, default=1
+    identify : {"svd", "cov_weighted"}, default="svd"
+        ``"svd"``: top singular directions of each LoRA update.
+        ``"cov_weighted"``: of the update weighted by the square root of the
+        covariance of the pretrained activations on ``X_reference``.
+    side : {"auto", "output", "input", "both"}, default="auto"
+        Which side of each adapted map the directions live on; ``"auto"``:
+        the output (what the fine-tune writes).
+    spurious_directions : array-like of shape (n_directions, width), default=None
+        Known directions (supervised override); identification is skipped.
+    method : {"grasp", "naive", "caft", "caft_inference", "ablate_inference", \
+"preventative"}, default="grasp"
+    optimizer : {"sgd", "adam"}, default="sgd"
+        The defaults (SGD with momentum 0.9, learning rate 0.5, full batches
+        up to 4,096 rows, 300 epochs a phase) are those of the research
+        prototype; on the persona-drift organism the naive fine-tune with
+        Adam (learning rate 0.01) learned a different solution, along which
+        identification was weaker. With Adam, GRASP re-projects the
+        parameters after every step.
+    lr : float, default=0.5
+    momentum : float, default=0.9
+        Momentum of ``optimizer="sgd"``.
+    max_grad_norm : float or None, default=1.0
+        Gradients are clipped to this norm (after the GRASP projection, so
+        they stay in its subspace); None: no clipping. It keeps the default
+        step size stable on data the model separates.
+    naive_epochs : int, default=300
+    grasp_epochs : int, default=300
+    batch_size : int, default=4096
+    random_state : int, RandomState instance or None, default=None
+    device : str or torch.device, default="cpu"
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+    base_module_ : torch.nn.Module
+        The pretrained module (a copy), frozen, on the CPU.
+    naive_module_ : torch.nn.Module
+        The naive LoRA fine-tune, on the CPU.
+    module_ : torch.nn.Module
+        The final model, on the CPU.
+    spurious_directions_ : dict
+        LoRA layer name -> (n_directions, width) array.
+    explained_ratio_ : dict
+        LoRA layer name -> share of the update's energy in the directions.
+    singular_values_ : dict
+    identification_side_ : dict
+    site_ : str
+    history_ : list of dict
+        Training loss per epoch of the second phase (``naive_history_``: the
+        first).
+    naive_history_ : list of dict
+    n_iter_ : int
+    device_ : torch.device
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Defined only when ``X`` has string feature names.
+
+    Notes
+    -----
+    From the paper (only its abstract could be read): identification from
+    the weights of a naive LoRA fine-tune, and a second fine-tune that adds
+    no new reliance on the identified factor while keeping the pretrained
+    content along it. *[derived]* (``shared/research/grasp.md`` §1.2-1.3):
+    the directions are the top singular vectors of each LoRA update on the
+    chosen side (computed from the low-rank factors), optionally weighted by
+    the reference covariance; GRASP projects the LoRA gradients
+    (``grad_B <- P grad_B`` on the output side, ``grad_A <- grad_A P`` on the
+    input side, ``P = I - V V^T``) and re-projects the parameters after
+    every optimizer step, because Adam's element-wise scaling leaves the
+    subspace otherwise.
+
+    Examples
+    --------
+    >>> from skml.datasets import make_persona_drift
+    >>> from skml.finetune import GRASPFineTuner
+    >>> data = make_persona_drift(600, random_state=0)
+    >>> model = GRASPFineTuner(module=data.module, identify="cov_weighted",
+    ...                        naive_epochs=20, grasp_epochs=20, random_state=0)
+    >>> model = model.fit(data.X, data.y, X_reference=data.X_reference)
+    >>> model.predict_proba(data.X_test[:2]).shape
+    (2, 8)
+    """
+
+    _parameter_constraints: dict = {
+        **TorchEstimatorMixin._parameter_constraints,
+        "module": [None, nn.Module, type, callable],
+        "target_modules": [None, list, tuple, str],
+        "trainable_modules": [None, list, tuple],
+        "site": [None, str],
+        "lora_rank": [Interval(Integral, 1, None, closed="left")],
+        "lora_alpha": [None, Interval(Real, 0, None, closed="neither")],
+        "n_directions": [Interval(Integral, 1, None, closed="left")],
+        "identify": [StrOptions({"svd", "cov_weighted"})],
+        "side": [StrOptions({"auto", "output", "input", "both"})],
+        "spurious_directions": ["array-like", None],
+        "method": [StrOptions(set(METHODS))],
+        "optimizer": [StrOptions({"adam", "sgd"})],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "momentum": [Interval(Real, 0, 1, closed="left")],
+        "max_grad_norm": [None, Interval(Real, 0, None, closed="neither")],
+        "naive_epochs": [Interval(Integral, 1, None, closed="left")],
+        "grasp_epochs": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(
+        self,
+        module=None,
+        *,
+        target_modules=None,
+        trainable_modules=None,
+        site=None,
+        lora_rank=4,
+        lora_alpha=None,
+        n_directions=1,
+        identify="svd",
+        side="auto",
+        spurious_directions=None,
+        method="grasp",
+        optimizer="sgd",
+        lr=0.5,
+        momentum=0.9,
+        max_grad_norm=1.0,
+        naive_epochs=300,
+        grasp_epochs=300,
+        batch_size=4096,
+        random_state=None,
+        device="cpu",
+    ):
+        self.module = module
+        self.target_modules = target_modules
+        self.trainable_modules = trainable_modules
+        self.site = site
+        self.lora_rank = lora_rank
+        self.lora_alpha = lora_alpha
+        self.n_directions = n_directions
+        self.identify = identify
+        self.side = side
+        self.spurious_directions = spurious_directions
+        self.method = method
+        self.optimizer = optimizer
+        self.lr = lr
+        self.momentum = momentum
+        self.max_grad_norm = max_grad_norm
+        self.naive_epochs = naive_epochs
+        self.grasp_epochs = grasp_epochs
+        self.batch_size = batch_size
+        self.random_state = random_state
+        self.device = device
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, X_reference=None):
+        """Naive LoRA fine-tune, identification, then the second phase.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        X_reference : array-like of shape (n_reference, n_features), default=None
+            Unlabelled inputs on which the latent factor varies (for
+            ``identify="cov_weighted"``); None uses ``X`` with a warning.
+
+        Returns
+        -------
+        self : GRASPFineTuner
+        """
+        X, y = validate_data(self, X, y, dtype=np.float32)
+        check_classification_targets(y)
+        encoder = LabelEncoder().fit(y)
+        self.classes_ = encoder.classes_
+        if len(self.classes_) < 2:
+            raise ValueError(
+                "GRASPFineTuner needs samples of at least 2 classes; the data "
+                f"contains only one class: {self.classes_[0]!r}"
+            )
+        codes = encoder.transform(y).astype(np.int64)
+        device = self._fit_device()
+        generator = make_generator(self.random_state)
+        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+        base = self._base_module(X.shape[1], len(self.classes_), generator)
+        trainable = self._trainable()
+        targets = (
+            _default_targets(base, trainable)
+            if self.target_modules is None
+            else self.target_modules
+        )
+        self.site_ = self._resolve_site(base, targets)
+        self.base_module_ = base
+        with self._threads(X.shape[0] * X.shape[1]):
+            naive, self.naive_history_ = self._train(
+                base, targets, trainable, X, codes, self.naive_epochs, seed, "naive"
+            )
+            self.naive_module_ = naive
+            if self.method == "naive":
+                self._no_identification()
+                self.module_, self.history_ = naive, self.naive_history_
+            else:
+                self._identify(base, naive, targets, X, X_reference)
+                self.module_, self.history_ = self._second_phase(
+                    base, naive, targets, trainable, X, codes, seed
+                )
+        # Prediction runs in float64 on the CPU: exact to rounding whatever
+        # the batch (sklearn's subset-invariance check), training stays float32.
+        for m in (self.base_module_, self.naive_module_, self.module_):
+            m.to(device="cpu", dtype=torch.float64).eval()
+        self.n_iter_ = len(self.history_)
+        del device
+        return self
+
+    # -- phases --------------------------------------------------------------
+    def _base_module(self, n_features, n_classes, generator):
+        if self.module is None:
+            gen = torch.Generator().manual_seed(int(generator.initial_seed()) % 2**31)
+            base = _DefaultNet(n_features, n_classes, generator=gen)
+        elif isinstance(self.module, nn.Module):
+            base = copy.deepcopy(self.module)
+        else:
+            base = self.module()
+        base = base.to(torch.float32)
+        probe = torch.zeros(1, n_features)
+        try:
+            with torch.no_grad():
+                out = base(probe)
+        except Exception as exc:
+            raise ValueError(
+                f"the module cannot take X's {n_features} features: {exc}"
+            ) from exc
+        if out.ndim != 2 or out.shape[1] != n_classes:
+            raise ValueError(
+                f"the module outputs {tuple(out.shape[1:])} values per row but y "
+                f"has {n_classes} classes; give it one logit per class"
+            )
+        for p in base.parameters():
+            p.requires_grad_(False)
+        return base.eval()
+
+    def _trainable(self):
+        if self.trainable_modules is not None:
+            return tuple(self.trainable_modules)
+        return ("head",) if self.module is None else ()
+
+    def _resolve_site(self, base, targets):
+        if self.site is not None:
+            names = [n for n, _ in base.named_modules() if n]
+            if self.site not in names:
+                raise ValueError(
+                    f"site={self.site!r} is not a submodule; the module has: "
+                    + ", ".join(names)
+                )
+            return self.site
+        names = dict(base.named_modules())
+        if "stream" in names:
+            return "stream"
+        probe = copy.deepcopy(base)
+        layers = add_lora(probe, targets, r=1)
+        return list(layers)[-1]
+
+    def _train(self, base, targets, trainable, X, y, epochs, seed, phase, setup=None):
+        """LoRA fine-tune of a fresh copy of ``base``; ``setup`` adds hooks."""
+        from skorch import NeuralNet
+        from skorch.callbacks import Callback, GradientNormClipping
+
+        module = copy.deepcopy(base)
+        gen = torch.Generator().manual_seed(seed)
+        add_lora(
+            module, targets, r=self.lora_rank, lora_alpha=self.lora_alpha, generator=gen
+        )
+        freeze_except_lora(module, also=trainable)
+        module.train()
+        callbacks, hook = [], None
+        if setup is not None:
+            callbacks, hook = setup(module)
+
+        class StopOnNaN(Callback):
+            def on_epoch_end(self, net, **kwargs):
+                loss = net.history[-1]["train_loss"]
+                if not np.isfinite(loss):
+                    raise _NaNLoss(len(net.history))
+
+        optimizer = torch.optim.Adam if self.optimizer == "adam" else torch.optim.SGD
+        net = NeuralNet(
+            module,
+            criterion=nn.CrossEntropyLoss,
+            optimizer=optimizer,
+            lr=self.lr,
+            max_epochs=epochs,
+            batch_size=min(self.batch_size, len(y)),
+            train_split=None,
+            verbose=0,
+            device=self.device_,
+            iterator_train=_SliceBatches,
+            iterator_train__shuffle=True,
+            iterator_train__generator=torch.Generator().manual_seed(seed + 1),
+            **(
+                {"optimizer__momentum": self.momentum}
+                if self.optimizer == "sgd"
+                else {}
+            ),
+            callbacks=[
+                *callbacks,  # the projection first: clipping keeps the subspace
+                *(
+                    [("clip", GradientNormClipping(self.max_grad_norm))]
+                    if self.max_grad_norm is not None
+                    else []
+                ),
+                ("stop_on_nan", StopOnNaN()),
+            ],
+            # No printing or timing: the history keeps the training loss.
+            callbacks__print_log=None,
+            callbacks__epoch_timer=None,
+        )
+        try:
+            with _site_hook(module, self.site_, hook):
+                net.fit(X, y)
+        except _NaNLoss as exc:
+            raise ValueError(
+                f"{phase} phase: the training loss became NaN or infinite at epoch "
+                f"{exc.args[0]}; lower lr"
+            ) from None
+        history = [
+            {"epoch": h["epoch"], "train_loss": h["train_loss"]} for h in net.history
+        ]
+        module = net.module_.to("cpu").eval()
+        for p in module.parameters():
+            p.requires_grad_(False)
+        return module, history
+
+    def _no_identification(self):
+        self.spurious_directions_ = {}
+        self.explained_ratio_ = {}
+        self.singular_values_ = {}
+        self.identification_side_ = {}
+
+    def _identify(self, base, naive, targets, X, X_reference):
+        layers = lora_layers(naive)
+        side = "output" if self.side == "auto" else self.side
+        if self.spurious_directions is not None:
+            V = np.atleast_2d(np.asarray(self.spurious_directions, dtype=np.float64))
+            dirs = {}
+            for name, layer in layers.items():
+                width = layer.out_features if side != "input" else layer.in_features
+                if V.shape[1] != width:
+                    raise ValueError(
+                        f"spurious_directions have width {V.shape[1]} but layer "
+                        f"{name!r} has width {width} on the {side} side"
+                    )
+                dirs[name] = orthonormal(V).numpy()
+            self.spurious_directions_ = dirs
+            self.explained_ratio_ = {n: float("nan") for n in layers}
+            self.singular_values_ = {}
+            self.identification_side_ = dict.fromkeys(layers, side)
+            return
+        reference = None
+        if self.identify == "cov_weighted":
+            if X_reference is None:
+                warnings.warn(
+                    "identify='cov_weighted' without X_reference weights by the "
+                    "fine-tune inputs' covariance, which rarely varies along the "
+                    "spurious factor; pass X_reference (generic inputs)",
+                    UserWarning,
+                    stacklevel=3,
+                )
+                X_reference = X
+            X_reference = validate_data(
+                self, X_reference, reset=False, dtype=np.float32
+            )
+            reference = self._reference_activations(
+                base, list(layers), X_reference, side
+            )
+        found = identify_spurious_directions(
+            layers,
+            n_directions=self.n_directions,
+            identify=self.identify,
+            side=side,
+            reference=reference,
+        )
+        self.spurious_directions_ = found.directions
+        self.explained_ratio_ = found.explained_ratio
+        self.singular_values_ = found.singular_values
+        self.identification_side_ = found.side
+
+    def _reference_activations(self, base, names, X_reference, side):
+        """Pretrained activations at each adapted map, on the reference inputs.
+
+        The input side reads the layer's inputs. On the output side a square
+        map writes into the stream it reads (a residual map), whose
+        covariance is that of its inputs; a non-square map's outputs are used.
+        """
+        captured = {}
+        handles = []
+        for name in names:
+            layer = base.get_submodule(name)
+
+            def hook(m, inputs, out, name=name, layer=layer):
+                square = layer.in_features == layer.out_features
+                use_input = side == "input" or square
+                captured[name] = (inputs[0] if use_input else out).detach()
+
+            handles.append(layer.register_forward_hook(hook))
+        try:
+            with torch.no_grad():
+                base(torch.as_tensor(X_reference))
+        finally:
+            for h in handles:
+                h.remove()
+        return {n: captured[n].double().numpy() for n in names}
+
+    def _site_directions(self, dtype=torch.float64):
+        """The directions the site hooks use: those of the last adapted layer."""
+        V = list(self.spurious_directions_.values())[-1]
+        return torch.as_tensor(V, dtype=dtype)
+
+    def _second_phase(self, base, naive, targets, trainable, X, codes, seed):
+        method = self.method
+        if method == "ablate_inference":
+            return copy.deepcopy(naive), list(self.naive_history_)
+        V = self._site_directions(torch.float32)
+        if method == "grasp":
+            directions = self.spurious_directions_
+            side = self.identification_side_
+
+            def setup(module):
+                sides = set(side.values()) or {"output"}
+                cb = GRASPProjection(directions, side=sides.pop())
+                return [("grasp_projection", cb)], None
+
+        elif method in ("caft", "caft_inference"):
+
+            def setup(module):
+                return [], _ablate(V)
+
+        else:  # preventative: add the naive model's mean shift along v
+            v = V[0]
+            alpha = self._naive_shift(base, naive, X, v)
+            self.steering_strength_ = alpha
+
+            def setup(module):
+                return [], _add(v, alpha)
+
+        return self._train(
+            base,
+            targets,
+            trainable,
+            X,
+            codes,
+            self.grasp_epochs,
+            seed + 7,
+            method,
+            setup,
+        )
+
+    def _naive_shift(self, base, naive, X, v):
+        outs = {}
+
+        def grab(key):
+            def hook(m, i, out):
+                outs[key] = out.detach()
+
+            return hook
+
+        X_t = torch.as_tensor(X)
+        with torch.no_grad():
+            for key, model in (("base", base), ("naive", naive)):
+                handle = model.get_submodule(self.site_).register_forward_hook(
+                    grab(key)
+                )
+                try:
+                    model(X_t)
+                finally:
+                    handle.remove()
+        return float(((outs["naive"] - outs["base"]) @ v).mean())
+
+    # -- prediction -----------------------------------------------------------
+    def _logits(self, X):
+        check_is_fitted(self, "module_")
+        X = validate_data(self, X, reset=False, dtype=np.float32)
+        self._predict_device()
+        hook = None
+        if self.method in ("caft_inference", "ablate_inference"):
+            hook = _ablate(self._site_directions())
+        X = torch.as_tensor(X, dtype=torch.float64)
+        with torch.no_grad(), _site_hook(self.module_, self.site_, hook):
+            return self.module_(X).numpy()
+
+    def decision_function(self, X):
+        """Logits of the final model (their difference for two classes).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples, n_classes) or (n_samples,)
+            For two classes, the score of ``classes_[1]`` over ``classes_[0]``,
+            as scikit-learn's binary classifiers return.
+        """
+        z = self._logits(X)
+        return z[:, 1] - z[:, 0] if z.shape[1] == 2 else z
+
+    def predict_proba(self, X):
+        """Class probabilities (softmax of the logits).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+        """
+        z = self._logits(X)
+        z = z - z.max(axis=1, keepdims=True)
+        p = np.exp(z)
+        return p / p.sum(axis=1, keepdims=True)
+
+    def predict(self, X):
+        """Class labels.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+        """
+        z = self._logits(X)
+        return self.classes_[np.argmax(z, axis=1)]
+
+    def representation(self, X, which="final"):
+        """Activations at the site (``site_``) for ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        which : {"final", "naive", "base"}, default="final"
+
+        Returns
+        -------
+        H : ndarray of shape (n_samples, width)
+        """
+        check_is_fitted(self, "module_")
+        X = validate_data(self, X, reset=False, dtype=np.float32)
+        model = {
+            "final": self.module_,
+            "naive": self.naive_module_,
+            "base": self.base_module_,
+        }[which]
+        grabbed = {}
+        hook = None
+        if which == "final" and self.method in ("caft_inference", "ablate_inference"):
+            hook = _ablate(self._site_directions())
+        # Forward hooks run in registration order: the ablation (if any)
+        # first, then the grab sees what the rest of the model sees.
+        with torch.no_grad(), _site_hook(model, self.site_, hook):
+            handle = model.get_submodule(self.site_).register_forward_hook(
+                lambda m, i, out: grabbed.setdefault("h", out.detach())
+            )
+            try:
+                model(torch.as_tensor(X, dtype=torch.float64))
+            finally:
+                handle.remove()
+        return grabbed["h"].numpy()
+
+    def spurious_drift(self, X_probe, direction=None):
+        """Mean shift of the site activations along a direction, against the base.
+
+        Parameters
+        ----------
+        X_probe : array-like of shape (n_samples, n_features)
+            Inputs from an unrelated domain.
+        direction : array-like of shape (width,) or None, default=None
+            None: the first identified direction of the last adapted layer.
+
+        Returns
+        -------
+        drift : float
+        """
+        v = (
+            self._site_directions()[0].double().numpy()
+            if direction is None
+            else (np.asarray(direction, dtype=np.float64))
+        )
+        v = v / np.linalg.norm(v)
+        shift = self.representation(X_probe) - self.representation(X_probe, "base")
+        return float((shift @ v).mean())
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        return tags
