@@ -91,4 +91,7 @@ def test_find_tensors_accepts_cpu_modules_only():
     assert find_tensors(fitted) == []
     meta = torch.nn.Linear(2, 2, device="meta")
     fitted.module_ = meta
-    assert find_tensors(fitted) == ["module_.weight (on meta)", "module_.bias (on meta)"]
+    assert find_tensors(fitted) == [
+        "module_.weight (on meta)",
+        "module_.bias (on meta)",
+    ]
