@@ -37,45 +37,32 @@ METHODS = {
 ORACLES = ("erm_clean", "grasp_oracle")
 
 
-def _softmax(Z):
-    Z = Z - Z.max(axis=1, keepdims=True)
-    P = np.exp(Z)
-    return P / P.sum(axis=1, keepdims=True)
-
-
 def metrics(model, data):
     """Task, probe and identification metrics of a fitted GRASPFineTuner.
 
+    The probe and task metrics are :func:`~skml.datasets.persona_metrics`
+    of the estimator's representation (with any inference-time hook);
     ``model=None`` scores the pretrained module.
     """
-    v = data.true_direction
-    H0 = np.asarray(data.X_probe, dtype=np.float64)  # the toy's input is h
+    from ..datasets import persona_metrics
+
     if model is None:
-        H = H0
-        logits = np.asarray(data.X_test, dtype=np.float64) @ data.task_head.T
-        P = _softmax(logits)
+        m = persona_metrics(lambda h: h, data)
     else:
-        H = model.representation(data.X_probe)
-        P = model.predict_proba(data.X_test)
-    P0p = _softmax(H0 @ data.probe_head.T)
-    Pp = _softmax(H @ data.probe_head.T)
-    kl = float(
-        np.mean(np.sum(P0p * (np.log(P0p + 1e-12) - np.log(Pp + 1e-12)), axis=1))
-    )
-    y = data.y_test
+        m = persona_metrics(lambda h: model.representation(h.numpy()), data)
     out = {
-        "task_nll": float(-np.mean(np.log(P[np.arange(len(y)), y] + 1e-12))),
-        "task_accuracy": float(np.mean(P.argmax(axis=1) == y)),
-        "probe_drift": float(((H - H0) @ v).mean()),
-        "probe_kl": kl,
-        "persona_r2": float(np.corrcoef(H @ v, data.s_probe)[0, 1] ** 2),
+        "task_nll": m["task_nll"],
+        "task_accuracy": m["task_accuracy"],
+        "probe_drift": m["drift"],
+        "probe_kl": m["probe_kl"],
+        "persona_r2": m["persona_r2"],
     }
     dirs = getattr(model, "spurious_directions_", None) if model is not None else None
     if dirs:
+        v = data.true_direction
         u = list(dirs.values())[-1][0]
         out["identification_cos"] = float(abs(u @ v) / np.linalg.norm(u))
-        ratio = list(model.explained_ratio_.values())[-1]
-        out["explained_ratio"] = float(ratio)
+        out["explained_ratio"] = float(list(model.explained_ratio_.values())[-1])
     return out
 
 
