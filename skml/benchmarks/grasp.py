@@ -31,7 +31,7 @@ METHODS = {
     "caft_inference": {"method": "caft_inference", "identify": "cov_weighted"},
     "preventative": {"method": "preventative", "identify": "cov_weighted"},
     "grasp_svd": {"method": "grasp", "identify": "svd"},
-    "grasp_cov": {"method": "grasp", "identify": "cov_weighted"},
+    "grasp_cov": {"method": "grasp"},  # the defaults: "auto" -> cov_weighted
     "grasp_oracle": {"method": "grasp"},
 }
 ORACLES = ("erm_clean", "grasp_oracle")

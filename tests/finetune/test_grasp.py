@@ -27,9 +27,8 @@ def _metrics(model, data):
 
 
 def _fit(data, seed, **params):
-    model = GRASPFineTuner(
-        module=data.module, identify="cov_weighted", random_state=seed, **params
-    )
+    # Defaults: identify="auto" picks "cov_weighted" given X_reference.
+    model = GRASPFineTuner(module=data.module, random_state=seed, **params)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return model.fit(data.X, data.y, X_reference=data.X_reference)
@@ -50,6 +49,7 @@ def runs(request):
 
 def test_cov_weighted_identification_finds_the_persona(runs):
     for data, fits in runs:
+        assert fits["grasp"].identify_ == "cov_weighted"
         v = fits["grasp"].spurious_directions_["residual"][0]
         assert abs(v @ data.true_direction) >= 0.95
 
