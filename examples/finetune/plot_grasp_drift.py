@@ -10,9 +10,9 @@ heads read, and fine-tune labels that look as if the persona were shifted.
 A naive LoRA fine-tune learns the task partly by shifting the persona, and
 the model then drifts on unrelated inputs.
 
-Each point is one :class:`~skml.finetune.GRASPFineTuner` ``method`` (three
-seeds): the task's held-out loss against the mean drift of the
-representation along the true persona direction on the unrelated probe
+Each point is one :class:`~skml.finetune.GRASPFineTuner` ``method`` (one
+seed; the benchmark averages three): the task's held-out loss against the
+mean drift of the representation along the true persona direction on the unrelated probe
 inputs, and, in the right panel, how much of the pretrained persona content
 a read-out still finds there (R²). GRASP (covariance-weighted
 identification) removes the drift at the naive fine-tune's task loss and
@@ -29,7 +29,7 @@ from skml.datasets import make_persona_drift
 
 methods = ["naive", "caft", "caft_inference", "preventative", "grasp_svd", "grasp_cov"]
 scores = {m: [] for m in methods}
-for seed in (0, 1, 2):
+for seed in (0,):
     data = make_persona_drift(config="A", sft=1.0, random_state=seed)
     for m in methods:
         scores[m].append(metrics(fit_method(m, data, seed)[0], data))
