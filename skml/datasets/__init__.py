@@ -7,6 +7,7 @@ from ._loaders import load_affairs, load_fertility, load_randhie
 from ._multicalibration import make_multicalibration_regression
 from ._persona import PersonaToyNet, make_persona_drift, persona_metrics
 from ._regression import make_multi_index_regression
+from ._style_text import make_style_sentiment
 from ._transport import make_gaussian_mixtures
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "make_multicalibration_regression",
     "make_nonlinear_factor_matrix",
     "make_persona_drift",
+    "make_style_sentiment",
     "persona_metrics",
     "PersonaToyNet",
 ]

