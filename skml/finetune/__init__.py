@@ -3,7 +3,7 @@
 from ._callbacks import GRASPProjection
 from ._grasp import GRASPFineTuner
 from ._identify import IdentificationWarning, identify_spurious_directions
-from ._lora import LoRALinear, add_lora, lora_layers
+from ._lora import LoRALinear, add_lora, lora_factors, lora_layers
 
 __all__ = [
     "GRASPFineTuner",
@@ -11,6 +11,7 @@ __all__ = [
     "IdentificationWarning",
     "LoRALinear",
     "add_lora",
+    "lora_factors",
     "identify_spurious_directions",
     "lora_layers",
 ]

@@ -149,6 +149,23 @@ def _ablate(V):
     return fn
 
 
+def _project_grad(V):
+    """Leave the forward pass alone; project the gradient at the site off V."""
+
+    def fn(h):
+        if h.shape[-1] != V.shape[1]:
+            raise ValueError(
+                f"projection='activation_grad' needs directions of the site's "
+                f"width {h.shape[-1]}, but they have width {V.shape[1]}; use "
+                "projection='weight' or a site of that width"
+            )
+        if h.requires_grad:
+            h.register_hook(lambda g: g - (g @ V.T) @ V)
+        return h
+
+    return fn
+
+
 def _add(v, alpha):
     def fn(h):
         return h + alpha * v
@@ -212,6 +229,16 @@ class GRASPFineTuner(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
         Known directions (supervised override); identification is skipped.
     method : {"grasp", "naive", "caft", "caft_inference", "ablate_inference", \
 "preventative"}, default="grasp"
+    projection : {"weight", "activation_grad"}, default="weight"
+        How ``method="grasp"`` keeps the second phase off the directions.
+        ``"weight"``: project the LoRA gradients of every adapted layer off
+        its own directions and re-project the parameters after each step
+        (the parameters provably stay off them, Adam included).
+        ``"activation_grad"``: project the loss gradient at ``site`` off the
+        last adapted layer's directions (a backward hook): for the map that
+        writes the site directly it is the same projection, and it also stops
+        every upstream parameter from learning through the directions; with
+        Adam the parameters may leave the subspace (no re-projection).
     optimizer : {"sgd", "adam"}, default="sgd"
         The defaults (SGD with momentum 0.9, learning rate 0.5, full batches
         up to 4,096 rows, 300 epochs a phase) are those of the research
@@ -314,6 +341,7 @@ class GRASPFineTuner(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
         "side": [StrOptions({"auto", "output", "input", "both"})],
         "spurious_directions": ["array-like", None],
         "method": [StrOptions(set(METHODS))],
+        "projection": [StrOptions({"weight", "activation_grad"})],
         "optimizer": [StrOptions({"adam", "sgd"})],
         "lr": [Interval(Real, 0, None, closed="neither")],
         "momentum": [Interval(Real, 0, 1, closed="left")],
@@ -347,6 +375,7 @@ class GRASPFineTuner(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
         side="auto",
         spurious_directions=None,
         method="grasp",
+        projection="weight",
         optimizer="sgd",
         lr=0.5,
         momentum=0.9,
@@ -368,6 +397,7 @@ class GRASPFineTuner(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
         self.side = side
         self.spurious_directions = spurious_directions
         self.method = method
+        self.projection = projection
         self.optimizer = optimizer
         self.lr = lr
         self.momentum = momentum
@@ -754,6 +784,8 @@ class GRASPFineTuner(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
             side = self.identification_side_
 
             def setup(module):
+                if self.projection == "activation_grad":
+                    return [], _project_grad(V)
                 sides = set(side.values()) or {"output"}
                 cb = GRASPProjection(directions, side=sides.pop())
                 return [("grasp_projection", cb)], None

@@ -15,7 +15,13 @@ from numbers import Integral, Real
 import torch
 from torch import nn
 
-__all__ = ["LoRALinear", "add_lora", "freeze_except_lora", "lora_layers"]
+__all__ = [
+    "LoRALinear",
+    "add_lora",
+    "freeze_except_lora",
+    "lora_factors",
+    "lora_layers",
+]
 
 
 class LoRALinear(nn.Module):
@@ -408,6 +414,74 @@ def lora_layers(module):
     ['0', '1']
     """
     return {n: m for n, m in module.named_modules() if isinstance(m, LoRALinear)}
+
+
+def lora_factors(module, adapter_name=None):
+    """The LoRA factors ``(A, B, scaling)`` of every adapted layer.
+
+    Reads skml's :class:`LoRALinear` and HuggingFace peft's LoRA layers alike
+    (a ``PeftModel`` or any module holding them), so the directions of an
+    adapter trained elsewhere can be identified with
+    :func:`~skml.finetune.identify_spurious_directions`, which takes the
+    result as ``layers``. peft itself is not needed: its layers are read by
+    their attributes (``lora_A`` and ``lora_B`` dicts of Linear maps by
+    adapter name, ``scaling`` a dict).
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+    adapter_name : str or None, default=None
+        The peft adapter to read; None: the layer's only (or first active)
+        adapter. Ignored for :class:`LoRALinear`.
+
+    Returns
+    -------
+    dict of str to tuple
+        Qualified layer name -> ``(A, B, scaling)``: ``A`` of shape
+        ``(r, in_features)`` and ``B`` of shape ``(out_features, r)``
+        (detached tensors) and the float scaling, so the update is
+        ``scaling * B @ A``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skml.finetune import add_lora, lora_factors
+    >>> model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Linear(3, 1))
+    >>> _ = add_lora(model, ["0"], r=2, lora_alpha=4)
+    >>> A, B, scaling = lora_factors(model)["0"]
+    >>> tuple(A.shape), tuple(B.shape), scaling
+    ((2, 3), (3, 2), 2.0)
+    """
+    out = {}
+    for name, layer in module.named_modules():
+        if isinstance(layer, LoRALinear):
+            out[name] = (
+                layer.lora_A.weight.detach(),
+                layer.lora_B.weight.detach(),
+                float(layer.scaling),
+            )
+        elif isinstance(getattr(layer, "lora_A", None), nn.ModuleDict) and isinstance(
+            getattr(layer, "lora_B", None), nn.ModuleDict
+        ):
+            names = list(layer.lora_A.keys())
+            if not names:
+                continue
+            if adapter_name is None:
+                active = getattr(layer, "active_adapters", None) or names
+                key = next((a for a in active if a in layer.lora_A), names[0])
+            elif adapter_name in layer.lora_A:
+                key = adapter_name
+            else:
+                raise ValueError(
+                    f"layer {name!r} has no adapter {adapter_name!r}; it has "
+                    + ", ".join(map(repr, names))
+                )
+            out[name] = (
+                layer.lora_A[key].weight.detach(),
+                layer.lora_B[key].weight.detach(),
+                float(layer.scaling[key]),
+            )
+    return out
 
 
 def freeze_except_lora(module, also=()):

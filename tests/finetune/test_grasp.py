@@ -130,3 +130,55 @@ def test_known_directions_skip_identification():
     v = model.spurious_directions_["residual"][0]
     assert abs(v @ data.true_direction) == pytest.approx(1.0)
     assert abs(model.spurious_drift(data.X_probe, data.true_direction)) < 1e-5
+
+
+def test_activation_gradient_projection_matches_the_weight_projection():
+    # The residual map writes the site directly: projecting dL/dh there is the
+    # weight projection (grad_B <- P grad_B; grad_A unchanged since B = P B),
+    # so with SGD both paths give the same model up to round-off.
+    data = make_persona_drift(600, random_state=2)
+    fits = {
+        projection: GRASPFineTuner(
+            module=data.module,
+            spurious_directions=data.true_direction[None, :],
+            projection=projection,
+            naive_epochs=30,
+            grasp_epochs=30,
+            random_state=0,
+        ).fit(data.X, data.y)
+        for projection in ("weight", "activation_grad")
+    }
+    np.testing.assert_allclose(
+        fits["activation_grad"].predict_proba(data.X_test),
+        fits["weight"].predict_proba(data.X_test),
+        atol=1e-4,
+    )
+    drift = fits["activation_grad"].spurious_drift(data.X_probe, data.true_direction)
+    assert abs(drift) < 1e-4
+
+
+def test_activation_gradient_projection_needs_the_site_width():
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.up = torch.nn.Linear(4, 6)
+            self.down = torch.nn.Linear(6, 2)
+
+        def forward(self, x):
+            return self.down(torch.tanh(self.up(x)))
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 4)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int)
+    model = GRASPFineTuner(
+        module=Net(),
+        target_modules=["up"],
+        trainable_modules=["down"],
+        site="down",
+        spurious_directions=np.eye(6)[:1],
+        projection="activation_grad",
+        naive_epochs=2,
+        grasp_epochs=2,
+    )
+    with pytest.raises(ValueError, match="site's width 2"):
+        model.fit(X, y)

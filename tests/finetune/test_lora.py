@@ -7,7 +7,13 @@ import pytest
 import torch
 from torch import nn
 
-from skml.finetune._lora import LoRALinear, add_lora, freeze_except_lora, lora_layers
+from skml.finetune._lora import (
+    LoRALinear,
+    add_lora,
+    freeze_except_lora,
+    lora_factors,
+    lora_layers,
+)
 
 
 def _randomise(layer, seed=0):
@@ -265,3 +271,59 @@ def test_freeze_except_lora():
     assert len(trainable) == 2 * 4 + 2
     with pytest.raises(ValueError, match="classifier"):
         freeze_except_lora(model, also=["classifier"])
+
+
+class _PeftStyleLinear(nn.Module):
+    """peft's LoRA layer by its attributes: dicts of factors by adapter name."""
+
+    def __init__(self, base, adapters):
+        super().__init__()
+        self.base_layer = base
+        self.lora_A = nn.ModuleDict()
+        self.lora_B = nn.ModuleDict()
+        self.scaling = {}
+        for name, (r, alpha) in adapters.items():
+            self.lora_A[name] = nn.Linear(base.in_features, r, bias=False)
+            self.lora_B[name] = nn.Linear(r, base.out_features, bias=False)
+            nn.init.normal_(self.lora_B[name].weight)
+            self.scaling[name] = alpha / r
+        self.active_adapters = [next(iter(adapters))]
+
+
+def test_lora_factors_reads_peft_style_layers_and_ours():
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        _PeftStyleLinear(nn.Linear(5, 4), {"default": (2, 4), "other": (3, 3)}),
+        nn.Linear(4, 4),
+    )
+    add_lora(model, ["1"], r=2, lora_alpha=6)
+    found = lora_factors(model)
+    assert list(found) == ["0", "1"]
+    A, B, scaling = found["0"]
+    assert torch.equal(A, model[0].lora_A["default"].weight) and scaling == 2.0
+    A, B, scaling = lora_factors(model, adapter_name="other")["0"]
+    assert A.shape == (3, 5) and B.shape == (4, 3) and scaling == 1.0
+    assert found["1"][2] == 3.0
+    with pytest.raises(ValueError, match="no adapter 'missing'"):
+        lora_factors(model, adapter_name="missing")
+
+
+def test_lora_factors_of_a_real_peft_model_feed_identification():
+    peft = pytest.importorskip("peft")
+    from skml.finetune import identify_spurious_directions
+
+    torch.manual_seed(0)
+    base = nn.Sequential(nn.Linear(6, 6), nn.ReLU(), nn.Linear(6, 2))
+    model = peft.get_peft_model(
+        base, peft.LoraConfig(r=2, lora_alpha=4, target_modules=["0"])
+    )
+    layer = model.get_submodule("base_model.model.0")
+    v = torch.zeros(6)
+    v[3] = 1.0
+    with torch.no_grad():  # a rank-1 update that writes along v
+        layer.lora_B["default"].weight.copy_(torch.outer(v, torch.tensor([1.0, 0.0])))
+    factors = lora_factors(model)
+    assert list(factors) == ["base_model.model.0"]
+    found = identify_spurious_directions(factors)
+    direction = found.directions["base_model.model.0"][0]
+    assert abs(direction @ v.numpy()) == pytest.approx(1.0)
