@@ -108,16 +108,9 @@ def text_fits():
 
 
 def _style_drift(model, data):
-    from sklearn.linear_model import LogisticRegression
+    from skml.benchmarks.grasp import text_metrics
 
-    half = len(data.X_probe) // 2
-    base = model.representation(data.X_probe, "base")
-    readout = LogisticRegression(max_iter=2000).fit(
-        base[:half], data.style_probe[:half]
-    )
-    before = readout.decision_function(base[half:])
-    after = readout.decision_function(model.representation(data.X_probe[half:]))
-    return float(np.mean(after - before) / np.std(before))
+    return text_metrics(model, data)["style_drift"]
 
 
 @needs_text
