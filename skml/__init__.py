@@ -15,6 +15,7 @@ _ESTIMATORS: dict[str, str] = {
     "COCOClassifier": "online",
     "COCOLearner": "online",
     "GRASPFineTuner": "finetune",
+    "GRASPRegressor": "finetune",
     "MCBoostClassifier": "calibration",
     "MCBoostRegressor": "calibration",
     "NonlinearFactorImputer": "impute",

@@ -137,11 +137,25 @@ def _finetune_problem(large=False):
     return (data.X, data.y), kwargs, "predict_proba", (data.X_test,)
 
 
+def _finetune_regression_problem(large=False):
+    # The persona organism's logits as regression targets.
+    from skml.datasets import make_persona_drift
+
+    data = make_persona_drift(12_000 if large else 3_000, random_state=0)
+    import torch
+
+    with torch.no_grad():
+        y = data.module(torch.as_tensor(data.X)).numpy()
+    kwargs = {"X_reference": data.X_reference}
+    return (data.X, y), kwargs, "predict", (data.X_test,)
+
+
 # name -> callable(large=False) returning (fit_args, fit_kwargs, method_name,
 # method_args). tests/test_gpu_check.py fails when an estimator with a
 # ``device`` parameter has no entry here.
 REGISTRY = {
     "GRASPFineTuner": _finetune_problem,
+    "GRASPRegressor": _finetune_regression_problem,
     "COCOClassifier": _stream_classification_problem,
     "COCOLearner": _stream_problem,
     "MCBoostClassifier": _classification_problem,

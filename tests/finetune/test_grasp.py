@@ -182,3 +182,34 @@ def test_activation_gradient_projection_needs_the_site_width():
     )
     with pytest.raises(ValueError, match="site's width 2"):
         model.fit(X, y)
+
+
+def test_regressor_stays_off_the_naive_fine_tunes_direction():
+    from skml.finetune import GRASPRegressor, identify_spurious_directions, lora_factors
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 6))
+    # Units far from 1: the targets are standardised for training.
+    y = 1000.0 + 100.0 * (np.tanh(X[:, 0]) + 0.5 * X[:, 1] * X[:, 2])
+    params = {"naive_epochs": 100, "grasp_epochs": 100, "random_state": 0}
+    naive = GRASPRegressor(method="naive", **params).fit(X, y)
+    found = identify_spurious_directions(lora_factors(naive.naive_module_))
+    v = found.directions["residual"]
+    grasp = GRASPRegressor(spurious_directions=v, **params).fit(X, y)
+    # The naive update writes along v; GRASP's second phase does not.
+    drift_naive = abs(naive.spurious_drift(X, v[0]))
+    assert abs(grasp.spurious_drift(X, v[0])) < 1e-6 * drift_naive
+    for model in (naive, grasp):
+        assert model.score(X, y) > 0.5
+        assert abs(model.predict(X).mean() - 1000.0) < 50.0
+
+
+def test_regressor_multi_output_shapes():
+    from skml.finetune import GRASPRegressor
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(80, 4))
+    Y = np.column_stack([X[:, 0], -X[:, 1]])
+    model = GRASPRegressor(naive_epochs=5, grasp_epochs=5, random_state=0)
+    assert model.fit(X, Y).predict(X[:3]).shape == (3, 2)
+    assert model.fit(X, Y[:, 0]).predict(X[:3]).shape == (3,)
