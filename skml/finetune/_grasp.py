@@ -257,6 +257,28 @@ class _BaseGRASP(TorchEstimatorMixin, BaseEstimator):
         self.random_state = random_state
         self.device = device
 
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, X_reference=None):
+        """Naive LoRA fine-tune, identification, then the second phase.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Or a 1-d sequence of texts for ``module="minilm"``.
+        y : array-like of shape (n_samples,) or (n_samples, n_targets)
+            Class labels (``GRASPFineTuner``) or targets (``GRASPRegressor``,
+            which also takes several).
+        X_reference : array-like of shape (n_reference, n_features), default=None
+            Unlabelled inputs on which the latent factor varies (for
+            ``identify="cov_weighted"``); None uses ``X`` with a warning.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        return self._fit(X, y, X_reference)
+
     def _fit(self, X, y, X_reference):
         """Naive LoRA fine-tune, identification, then the second phase."""
         if self._text():
@@ -881,25 +903,6 @@ class GRASPFineTuner(ClassifierMixin, _BaseGRASP):
 
     _criterion = nn.CrossEntropyLoss
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, X_reference=None):
-        """Naive LoRA fine-tune, identification, then the second phase.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Or a 1-d sequence of texts for ``module="minilm"``.
-        y : array-like of shape (n_samples,)
-        X_reference : array-like of shape (n_reference, n_features), default=None
-            Unlabelled inputs on which the latent factor varies (for
-            ``identify="cov_weighted"``); None uses ``X`` with a warning.
-
-        Returns
-        -------
-        self : GRASPFineTuner
-        """
-        return self._fit(X, y, X_reference)
-
     def _y_validation(self):
         return {}
 
@@ -1046,25 +1049,6 @@ class GRASPRegressor(RegressorMixin, _BaseGRASP):
     """
 
     _criterion = nn.MSELoss
-
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, X_reference=None):
-        """Naive LoRA fine-tune, identification, then the second phase.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Or a 1-d sequence of texts for ``module="minilm"``.
-        y : array-like of shape (n_samples,) or (n_samples, n_targets)
-        X_reference : array-like of shape (n_reference, n_features), default=None
-            Unlabelled inputs on which the latent factor varies (for
-            ``identify="cov_weighted"``); None uses ``X`` with a warning.
-
-        Returns
-        -------
-        self : GRASPRegressor
-        """
-        return self._fit(X, y, X_reference)
 
     def _y_validation(self):
         return {"multi_output": True, "y_numeric": True}
