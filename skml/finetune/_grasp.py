@@ -281,20 +281,20 @@ class _BaseGRASP(TorchEstimatorMixin, BaseEstimator):
 
     def _fit(self, X, y, X_reference):
         """Naive LoRA fine-tune, identification, then the second phase."""
+        encoder = None
         if self._text():
             self.tokenizer_, encoder = load_minilm()
             X, y = self._check_texts(X), column_or_1d(y, warn=True)
             check_consistent_length(X, y)
             X = tokenize(self.tokenizer_, X, _MAX_TOKENS)
-            self._encoder = encoder
         else:
+            self.__dict__.pop("tokenizer_", None)  # from an earlier text fit
             X, y = validate_data(self, X, y, dtype=np.float32, **self._y_validation())
         codes, n_outputs = self._encode_targets(y)
         device = self._fit_device()
         generator = make_generator(self.random_state)
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
-        base = self._base_module(X, n_outputs, generator)
-        self.__dict__.pop("_encoder", None)
+        base = self._base_module(X, n_outputs, generator, encoder)
         trainable = self._trainable()
         if self.target_modules is not None:
             targets = self.target_modules
@@ -395,11 +395,11 @@ class _BaseGRASP(TorchEstimatorMixin, BaseEstimator):
             return model(X)
         return torch.cat([model(X[lo : lo + batch]) for lo in range(0, len(X), batch)])
 
-    def _base_module(self, X, n_outputs, generator):
+    def _base_module(self, X, n_outputs, generator, encoder=None):
         n_features = X.shape[1]
         gen = torch.Generator().manual_seed(int(generator.initial_seed()) % 2**31)
         if self._text():
-            base = MiniLMClassifier(self._encoder, n_outputs, generator=gen)
+            base = MiniLMClassifier(encoder, n_outputs, generator=gen)
         elif self.module is None:
             base = _DefaultNet(n_features, n_outputs, generator=gen)
         elif isinstance(self.module, nn.Module):
