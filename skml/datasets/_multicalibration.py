@@ -13,7 +13,10 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.utils import Bunch, check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-DESIGNS = ("S1", "S2", "S3", "calibrated")
+DESIGNS = ("S1", "S2", "S3", "calibrated", "hidden", "interaction", "rare")
+# Designs whose audit groups are meant to stay unnamed: the miscalibrated
+# subgroup is a column of X, a feature interaction or a rare category.
+UNNAMED = ("hidden", "interaction", "rare")
 
 
 def _true_mean(X, design):
@@ -23,6 +26,94 @@ def _true_mean(X, design):
     if design == "S1":
         return base + a * (1.5 + x3)
     return base
+
+
+class _LevelDistorted(RegressorMixin, BaseEstimator):
+    """A fitted model whose predictions are stretched about ``center``."""
+
+    def __init__(self, model=None, center=0.0, slope=1.25):
+        self.model = model
+        self.center = center
+        self.slope = slope
+
+    def fit(self, X, y=None):
+        validate_data(self, X)
+        self.fitted_ = True
+        return self
+
+    def predict(self, X):
+        check_is_fitted(self)
+        return self.center + self.slope * (self.model.predict(X) - self.center)
+
+
+def _unnamed(design, n_samples, n_features, noise, rng):
+    """The designs whose miscalibrated subgroup is not passed as groups.
+
+    Returns the splits, the group indicators of every split (for scoring
+    only) and the fitted base model.
+    """
+    n_train, n_audit = n_samples // 2, n_samples // 4
+    n_test = n_samples - n_train - n_audit
+    d = n_features
+
+    def draw(n, rare):
+        X = rng.standard_normal((n, d))
+        f = np.sin(X[:, 0]) + 0.5 * X[:, 1] ** 2 + X[:, 2]
+        if design == "hidden":
+            X[:, -1] = rng.random_sample(n) < rare
+            G = X[:, [-1]].copy()
+            f = f + X[:, -1] * (1.5 + X[:, 2])
+        elif design == "interaction":
+            cell = (X[:, 4] > 0.5) & (X[:, 5] > 0.5)
+            if rare is not None:
+                # Thin the cell out of the training rows.
+                keep = ~cell | (rng.random_sample(n) < rare)
+                X, f, cell = X[keep], f[keep], cell[keep]
+            G = cell[:, None].astype(np.float64)
+            f = f + 1.5 * cell * (1.0 + X[:, 3])
+        else:  # rare: an 8-level category, level 7 rare in training
+            p = np.full(8, (1 - rare) / 7)
+            p[7] = rare
+            c = rng.choice(8, size=len(X), p=p)
+            X[:, -1] = c
+            G = (c[:, None] == np.arange(8)[None, :]).astype(np.float64)
+            f = f + 0.3 * c / 7 + (c == 7) * (2.0 + X[:, 2])
+        y = f + noise * rng.standard_normal(len(f))
+        return X, y, f, G
+
+    if design == "hidden":
+        X, y, _, G = draw(3 * n_train, 0.3)
+        keep = (G[:, 0] == 0) | (rng.random_sample(len(y)) < 0.02)
+        X_train, y_train = X[keep][:n_train], y[keep][:n_train]
+        share = 0.3
+    elif design == "interaction":
+        X_train, y_train, _, _ = draw(2 * n_train, 0.05)
+        X_train, y_train = X_train[:n_train], y_train[:n_train]
+        share = None
+    else:
+        X_train, y_train, _, _ = draw(n_train, 0.005)
+        share = 0.08
+    X_audit, y_audit, f_audit, G_audit = draw(n_audit, share)
+    X_test, y_test, f_test, G_test = draw(n_test, share)
+    base = HistGradientBoostingRegressor(max_iter=200, random_state=rng.randint(2**31))
+    base = base.fit(X_train, y_train)
+    if design == "hidden":
+        base = _LevelDistorted(base, float(np.mean(y_train)), 1.25).fit(X_train)
+    return Bunch(
+        X_train=X_train,
+        y_train=y_train,
+        X_audit=X_audit,
+        y_audit=y_audit,
+        X_test=X_test,
+        y_test=y_test,
+        groups_audit=G_audit,
+        groups_test=G_test,
+        f_audit=f_audit,
+        f_test=f_test,
+        estimator=FrozenEstimator(base),
+        group_feature=n_features - 1 if design != "interaction" else None,
+        design=design,
+    )
 
 
 class _DistortedTruth(RegressorMixin, BaseEstimator):
@@ -73,11 +164,27 @@ def make_multicalibration_regression(
       level sets at both ends are biased.
     - ``"calibrated"``: the base predicts ``f*`` exactly.
 
+    Three designs are meant to be audited without naming the subgroup
+    (``groups_*`` then serve for scoring only), as users usually have it:
+
+    - ``"hidden"``: S1's truth with the group at 30% of the audit and test
+      rows; the base model saw only 2% of the group's rows and its
+      predictions are stretched by 1.25 about the mean (level distortion).
+      The group is the last column of X.
+    - ``"interaction"``: ``f* = sin x1 + x2^2/2 + x3 + 1.5 q (1 + x4)`` with
+      the cell ``q = 1{x5 > 0.5} 1{x6 > 0.5}`` (about 10% of rows) thinned to
+      5% of its rows in the base model's training data; the group is ``q``.
+    - ``"rare"``: the last column is an 8-level category ``c`` (level 7 at 8%
+      of the audit and test rows, 0.5% of the training rows) with
+      ``f* = sin x1 + x2^2/2 + x3 + 0.3 c/7 + 1{c = 7} (2 + x3)``; the groups
+      are the 8 levels' indicators.
+
     Parameters
     ----------
     n_samples : int, default=8000
         Total rows over the three splits (50% train, 25% audit, 25% test).
-    design : {"S1", "S2", "S3", "calibrated"}, default="S1"
+    design : {"S1", "S2", "S3", "calibrated", "hidden", "interaction", "rare"}, \
+            default="S1"
         Which design.
     n_features : int, default=10
         Number of columns of X, the group indicator included (>= 4).
@@ -110,6 +217,8 @@ def make_multicalibration_regression(
     if n_samples < 40:
         raise ValueError(f"n_samples must be >= 40, got {n_samples}.")
     rng = check_random_state(random_state)
+    if design in UNNAMED:
+        return _unnamed(design, n_samples, n_features, noise, rng)
     n_train = n_samples // 2
     n_audit = n_samples // 4
     n_test = n_samples - n_train - n_audit

@@ -41,7 +41,9 @@ def _worst(data, pred):
 
 def test_s2_buckets_fix_what_group_only_audit_cannot_see(s2):
     base = s2.estimator.predict(s2.X_test)
-    _, bucketed = _fit_predict(s2, bucket_strategy="quantile", n_knots=0)
+    _, bucketed = _fit_predict(
+        s2, auditor="ridge", bucket_strategy="quantile", n_knots=0, learning_rate=0.5
+    )
     _, group_only = _fit_predict(s2, auditor="groups", bucket_strategy="none")
     before = _worst(s2, base)
     assert _worst(s2, bucketed) <= 0.5 * before
@@ -101,7 +103,10 @@ def test_staged_predict_ends_at_predict(s2):
 def test_holdout_path_and_refit(s2):
     model, _ = _fit_predict(s2, early_stopping="holdout")
     assert model.stopping_rule_ == "holdout"
-    assert model.n_iter_ == int(np.argmin(model.validation_score_))
+    # the last round whose validation loss is within risk_tolerance of the best
+    curve = model.validation_score_
+    ok = np.flatnonzero(curve <= curve.min() * (1 + model.risk_tolerance))
+    assert model.n_iter_ == ok[-1]
     assert len(model.mc_error_path_) == len(model.validation_score_)
 
 
@@ -127,6 +132,7 @@ def test_pipeline_and_grid_search_over_n_buckets(s2):
         StandardScaler(),
         MCBoostRegressor(
             LinearRegression(),
+            auditor="ridge",
             bucket_strategy="quantile",
             group_features=[group_col],
             random_state=0,
@@ -140,7 +146,9 @@ def test_pipeline_and_grid_search_over_n_buckets(s2):
 
 def test_groups_routed_through_metadata_routing(s2):
     with config_context(enable_metadata_routing=True):
-        est = MCBoostRegressor(random_state=0, bucket_strategy="quantile")
+        est = MCBoostRegressor(
+            random_state=0, auditor="ridge", bucket_strategy="quantile"
+        )
         est.set_fit_request(groups=True).set_predict_request(groups=True)
         pipe = make_pipeline(StandardScaler(), est)
         pipe.fit(s2.X_audit, s2.y_audit, groups=s2.groups_audit)
@@ -177,11 +185,15 @@ def test_base_predictions_fit_param(s2):
         model.predict(s2.X_test, **kw)
 
 
-def test_sample_weight_zero_equals_dropping_rows(s2):
+@pytest.mark.parametrize(
+    "auditor_params",
+    [{"auditor": "ridge", "bucket_strategy": "quantile"}, {"auditor": "tree"}],
+)
+def test_sample_weight_zero_equals_dropping_rows(s2, auditor_params):
     n = len(s2.y_audit)
     w = np.ones(n)
     w[: n // 4] = 0.0
-    params = {"early_stopping": False, "max_iter": 3, "bucket_strategy": "quantile"}
+    params = {"early_stopping": False, "max_iter": 3, **auditor_params}
     a = MCBoostRegressor(s2.estimator, **params).fit(
         s2.X_audit, s2.y_audit, sample_weight=w, groups=s2.groups_audit
     )
@@ -209,7 +221,12 @@ def test_sklearn_auditor_per_bucket(s2):
 @pytest.mark.parametrize("update", ["all", "worst"])
 def test_worst_bucket_update_changes_one_bucket(s2, update):
     model, _ = _fit_predict(
-        s2, bucket_strategy="quantile", update=update, early_stopping=False, max_iter=1
+        s2,
+        auditor="ridge",
+        bucket_strategy="quantile",
+        update=update,
+        early_stopping=False,
+        max_iter=1,
     )
     nonzero = np.any(model.rounds_[0]["coef"] != 0, axis=1)
     if update == "worst":
@@ -320,7 +337,7 @@ def test_cuda_requested_without_cuda(monkeypatch, s2):
 
 
 def test_fitted_state_holds_no_tensors(s2):
-    model, _ = _fit_predict(s2, bucket_strategy="quantile")
+    model, _ = _fit_predict(s2, auditor="ridge", bucket_strategy="quantile")
     for step in model.rounds_:
         for value in step.values():
             assert not isinstance(value, torch.Tensor)
@@ -491,3 +508,51 @@ def test_max_iter_0_is_not_a_convergence_failure():
         warnings.simplefilter("error")
         model = MCBoostRegressor(max_iter=0, random_state=0).fit(X, y)
     assert model.n_iter_ == 0
+
+
+def test_tree_auditor_finds_an_unnamed_group():
+    """The default tree auditor sees the group as a column of X only."""
+    data = make_multicalibration_regression(8000, design="hidden", random_state=0)
+    model = MCBoostRegressor(data.estimator, random_state=0)
+    model.fit(data.X_audit, data.y_audit)
+    assert model.auditor == "tree" and model.n_groups_ == 0
+    base = data.estimator.predict(data.X_test)
+    pred = model.predict(data.X_test)
+    assert _worst(data, pred) < 0.3 * _worst(data, base)
+    assert np.mean((data.y_test - pred) ** 2) < np.mean((data.y_test - base) ** 2)
+
+
+def test_hybrid_auditor_stores_both_parts(s2):
+    model, pred = _fit_predict(s2, auditor="hybrid", early_stopping=False, max_iter=2)
+    assert {"coef", "tree", "affine", "score_edges"} <= set(model.rounds_[0])
+    stages = list(model.staged_predict(s2.X_test, groups=s2.groups_test))
+    np.testing.assert_allclose(stages[-1], pred)
+
+
+@pytest.mark.parametrize("q", [0.1, 0.9])
+def test_quantile_loss_covers_each_group(s1, q):
+    model = MCBoostRegressor(s1.estimator, loss="quantile", quantile=q, random_state=0)
+    model.fit(s1.X_audit, s1.y_audit, groups=s1.groups_audit)
+    pred = model.predict(s1.X_test, groups=s1.groups_test)
+    base = s1.estimator.predict(s1.X_test)
+    shift = np.quantile(s1.y_audit - s1.estimator.predict(s1.X_audit), q)
+    for g in (0, 1):
+        rows = s1.groups_test[:, 0] == g
+        cover = np.mean(s1.y_test[rows] <= pred[rows])
+        # 2,000 audit rows, 15% of them in group 1: a few points of slack
+        assert abs(cover - q) < 0.06
+    # the base shifted by the global residual quantile misses the under-seen
+    # group's quantile by more
+    rows = s1.groups_test[:, 0] == 1
+    ours = abs(np.mean(s1.y_test[rows] <= pred[rows]) - q)
+    assert abs(np.mean(s1.y_test[rows] <= base[rows] + shift) - q) > ours
+
+
+def test_quantile_loss_needs_a_tree_auditor(s1):
+    with pytest.raises(ValueError, match='needs auditor="tree"'):
+        MCBoostRegressor(loss="quantile", auditor="ridge").fit(s1.X_audit, s1.y_audit)
+
+
+def test_tree_auditor_rejects_explicit_buckets(s2):
+    with pytest.raises(ValueError, match="bucket_strategy"):
+        _fit_predict(s2, bucket_strategy="quantile")

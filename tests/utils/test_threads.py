@@ -59,9 +59,7 @@ def test_a_short_window_reuses_the_last_answer(monkeypatch):
     assert _threads.idle_cores() == pytest.approx(1.0)
     last = _threads._sample["reading"]
     # a reading 5 ms later is too short a window to measure anything
-    monkeypatch.setattr(
-        _threads, "_reading", lambda: (last[0] + 0.005, {}, last[2], 2)
-    )
+    monkeypatch.setattr(_threads, "_reading", lambda: (last[0] + 0.005, {}, last[2], 2))
     assert _threads.idle_cores() == pytest.approx(1.0)
     assert _threads._sample["reading"] is last
 

@@ -1,0 +1,205 @@
+"""Histogram regression trees for the tree auditor: arrays in, arrays out.
+
+The tree auditor fits one tree per boosting round to the Newton working
+response, over the binned features, group indicators and the current score
+(MCGrad's prediction-as-feature: the tree's splits on the score are adaptive
+level sets). Features are binned once per fit into a uint8 matrix whose last
+column is rewritten with the score's bins every round.
+
+The trees are grown by scikit-learn's histogram tree grower (the Cython,
+OpenMP engine of ``HistGradientBoostingRegressor``: leaf-wise growth,
+histogram subtraction), called directly on our bins so that binning happens
+once per fit and not once per round. It is a private scikit-learn API;
+:func:`check_grower` fails loudly if its signature moves. Trees run on the
+CPU whatever the estimator's ``device``.
+"""
+
+import inspect
+
+import numpy as np
+from sklearn.ensemble._hist_gradient_boosting.grower import TreeGrower
+from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
+
+_GROWER_ARGS = {
+    "X_binned",
+    "gradients",
+    "hessians",
+    "max_leaf_nodes",
+    "max_depth",
+    "min_samples_leaf",
+    "n_bins",
+    "n_bins_non_missing",
+    "has_missing_values",
+    "l2_regularization",
+    "shrinkage",
+    "n_threads",
+}
+
+
+def check_grower():
+    """Raise ImportError if scikit-learn's tree grower lost an argument."""
+    params = set(inspect.signature(TreeGrower.__init__).parameters)
+    missing = _GROWER_ARGS - params
+    if missing:  # pragma: no cover - depends on the scikit-learn version
+        raise ImportError(
+            "The tree auditor needs scikit-learn's histogram TreeGrower with "
+            f"the arguments {sorted(_GROWER_ARGS)}; this scikit-learn lacks "
+            f"{sorted(missing)}. Use auditor='ridge' or another scikit-learn."
+        )
+
+
+def bin_edges(X, max_bins, max_rows=200_000, seed=0):
+    """Per-column bin edges: at most ``max_bins - 1`` thresholds each.
+
+    A column with at most ``max_bins`` distinct values gets the midpoints
+    between them; otherwise the edges are midpoints between quantiles, from at
+    most ``max_rows`` rows (as scikit-learn subsamples for its bins).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+    max_bins : int
+        At most 255.
+    max_rows : int
+    seed : int
+
+    Returns
+    -------
+    list of ndarray, one per column, sorted thresholds
+    """
+    n = X.shape[0]
+    if n > max_rows:
+        X = X[np.random.RandomState(seed).choice(n, max_rows, replace=False)]
+    edges = []
+    for j in range(X.shape[1]):
+        values = np.unique(X[:, j])
+        if len(values) > max_bins:
+            q = np.quantile(X[:, j], np.linspace(0, 1, 2 * max_bins + 1)[1:-1])
+            # Odd-indexed quantiles are the cut points; their even neighbours
+            # give midpoints that never sit on a data value of a tie run.
+            values = np.unique(q[1::2])
+        edges.append(0.5 * (values[:-1] + values[1:]))
+    return edges
+
+
+def bin_codes(X, edges, out=None):
+    """Codes of X under ``edges``: ``code <= b`` exactly when ``x <= edges[b]``.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+    edges : list of ndarray
+    out : ndarray of shape (n, >= d), dtype uint8, optional
+        Written in place (its first d columns).
+
+    Returns
+    -------
+    ndarray of shape (n, d) or ``out``, dtype uint8
+    """
+    n, d = X.shape
+    if out is None:
+        out = np.empty((n, d), dtype=np.uint8, order="F")
+    for j in range(d):
+        out[:, j] = np.searchsorted(edges[j], X[:, j], side="left")
+    return out
+
+
+def score_edges(F, max_bins, max_rows=100_000):
+    """Bin edges of the score column: midpoints between order statistics of
+    F at ``max_bins`` equal-count steps (from at most ``max_rows`` rows)."""
+    n = F.shape[0]
+    if n > max_rows:
+        F = F[:: -(-n // max_rows)]
+        n = F.shape[0]
+    if n < 2:
+        return np.empty(0)
+    Fs = np.sort(F)
+    pos = np.linspace(0, n - 1, max_bins + 1)[1:-1].astype(np.intp)
+    return np.unique(0.5 * (Fs[pos] + Fs[np.minimum(pos + 1, n - 1)]))
+
+
+def grow_tree(
+    codes,
+    g,
+    h,
+    n_bins_non_missing,
+    *,
+    max_leaf_nodes,
+    max_depth,
+    min_samples_leaf,
+    l2,
+    max_bins,
+    n_threads,
+):
+    """Grow one tree on the binned columns; leaf value ``sum g / (sum h + l2)``.
+
+    Parameters
+    ----------
+    codes : ndarray of shape (n, d), uint8, Fortran order
+    g, h : ndarray of shape (n,)
+        Negative gradient and hessian (Newton weight) of each row.
+    n_bins_non_missing : ndarray of shape (d,)
+        Bins used by each column.
+    max_leaf_nodes, max_depth, min_samples_leaf : int or None
+    l2 : float
+    max_bins : int
+    n_threads : int
+
+    Returns
+    -------
+    grower : TreeGrower
+        The grown tree; ``grower.finalized_leaves`` hold each leaf's rows
+        (``sample_indices``) and ``value``.
+    """
+    d = codes.shape[1]
+    grower = TreeGrower(
+        X_binned=codes,
+        gradients=np.ascontiguousarray(-g, dtype=np.float32),
+        hessians=np.ascontiguousarray(h, dtype=np.float32),
+        max_leaf_nodes=max_leaf_nodes,
+        max_depth=max_depth,
+        min_samples_leaf=min_samples_leaf,
+        n_bins=max_bins + 1,
+        n_bins_non_missing=np.asarray(n_bins_non_missing, dtype=np.uint32),
+        has_missing_values=np.zeros(d, dtype=bool),
+        l2_regularization=l2,
+        shrinkage=1.0,
+        n_threads=n_threads,
+    )
+    grower.grow()
+    return grower
+
+
+def leaf_rows(grower, n):
+    """The leaf index of each training row, and the leaf values."""
+    leaf = np.empty(n, dtype=np.intp)
+    values = np.empty(len(grower.finalized_leaves))
+    for k, node in enumerate(grower.finalized_leaves):
+        leaf[node.sample_indices] = k
+        values[k] = node.value
+    return leaf, values
+
+
+def predict_tree(predictor, codes, n_threads):
+    """Leaf values of a fitted tree for binned rows.
+
+    Parameters
+    ----------
+    predictor : TreePredictor
+    codes : ndarray of shape (n, d), uint8
+    n_threads : int
+
+    Returns
+    -------
+    ndarray of shape (n,)
+    """
+    if not predictor.nodes.flags.writeable:
+        # Unpickled from a read-only memory map: the Cython predictor needs
+        # writable buffers.
+        predictor = TreePredictor(
+            predictor.nodes.copy(),
+            predictor.binned_left_cat_bitsets.copy(),
+            predictor.raw_left_cat_bitsets.copy(),
+        )
+    # No missing values are binned: the missing bin index is out of reach.
+    return predictor.predict_binned(codes, 255, n_threads)
