@@ -579,7 +579,7 @@ def _no_worse(ours, peer):
 
 
 def acceptance(rows):
-    """Per dataset: ratios to the base model, and against MCGrad (issue 14).
+    """Per dataset: ratios to the base model, and against MCGrad.
 
     Parameters
     ----------

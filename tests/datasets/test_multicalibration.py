@@ -53,3 +53,18 @@ def test_bad_arguments():
         make_multicalibration_regression(100, n_features=3)
     with pytest.raises(ValueError, match="n_samples"):
         make_multicalibration_regression(10)
+
+
+@pytest.mark.parametrize("design", ["hidden", "interaction", "rare"])
+def test_unnamed_designs_miscalibrate_their_group(design):
+    data = make_multicalibration_regression(16000, design=design, random_state=0)
+    base = data.estimator.predict(data.X_test)
+    r = data.y_test - base
+    G = data.groups_test
+    # the miscalibrated group (last indicator): its mean residual is far
+    # beyond its standard error...
+    rg = r[G[:, -1] == 1]
+    assert abs(np.mean(rg)) > 5 * np.std(rg) / np.sqrt(len(rg))
+    # ...while the truth is recovered by E[y|x] up to the noise
+    assert abs(np.mean(data.y_test - data.f_test)) < 0.05
+    assert data.X_audit.shape == (4000, 10)
