@@ -15,6 +15,7 @@ from ._device import (
 from ._discovery import all_estimators
 from ._estimator import DeviceFallbackWarning, TorchEstimatorMixin, find_tensors
 from ._groups import cell_sums, encode_groups
+from ._memory import release_memory
 from ._stats import weighted_quantile
 from ._table import format_table, progress
 from ._threads import thread_budget, threads_for, torch_threads
@@ -30,6 +31,7 @@ __all__ = [
     "format_table",
     "make_generator",
     "progress",
+    "release_memory",
     "resolve_device",
     "resolve_dtype",
     "thread_budget",

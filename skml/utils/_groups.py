@@ -110,8 +110,13 @@ def cell_sums(H, bucket, n_buckets, values):
     >>> cell_sums(H, torch.tensor([0, 1, 1]), 2, torch.ones(3, 1))
     tensor([[[1., 2.]]])
     """
-    B = torch.nn.functional.one_hot(bucket, n_buckets).to(values.dtype)
-    # (g, n) @ (n, k * m): one product for every statistic
-    prod = (values[:, :, None] * B[:, None, :]).reshape(len(bucket), -1)
-    out = H.T.to(values.dtype) @ prod
+    out = 0
+    # Row blocks keep the (rows, k * m) product a few MB at any n.
+    block = max(1, (1 << 21) // max(1, values.shape[1] * n_buckets))
+    for start in range(0, len(bucket), block):
+        rows = slice(start, start + block)
+        B = torch.nn.functional.one_hot(bucket[rows], n_buckets).to(values.dtype)
+        # (g, rows) @ (rows, k * m): one product for every statistic
+        prod = (values[rows, :, None] * B[:, None, :]).reshape(B.shape[0], -1)
+        out = out + H[rows].T.to(values.dtype) @ prod
     return out.reshape(H.shape[1], values.shape[1], n_buckets).transpose(0, 1)

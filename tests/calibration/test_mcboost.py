@@ -573,3 +573,12 @@ def test_quantile_loss_needs_a_tree_auditor(s1):
 def test_tree_auditor_rejects_explicit_buckets(s2):
     with pytest.raises(ValueError, match="bucket_strategy"):
         _fit_predict(s2, bucket_strategy="quantile")
+
+
+def test_certificate_at_termination(s2):
+    model, _ = _fit_predict(s2, early_stopping="significance")
+    assert model.mc_certified_
+    # the base itself is far from certified on S2
+    none, _ = _fit_predict(s2, max_iter=0, early_stopping=False)
+    assert not none.mc_certified_
+    assert none.mc_statistic_ > model.mc_statistic_
