@@ -847,19 +847,23 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
         searches."""
         return 1.0 if self._loss_name() == "quantile" else self.learning_rate
 
-    def _affine_design(self, data, F):
-        """``[1, u, g, g u]`` with ``u`` the standardised score: per-group
-        levels and slopes in the score."""
-        u = ((F - self.f_center_) / self.f_scale_)[:, None]
-        blocks = [torch.ones_like(u), u]
-        if data.G is not None:
-            blocks += [data.G, data.G * u]
-        return torch.cat(blocks, 1)
+    def _affine_static(self, data):
+        """``[1, g]``, the score-free columns of the affine step (cached)."""
+        if data.affine_static is None:
+            ones = data.F0.new_ones(len(data.F0), 1)
+            data.affine_static = (
+                ones if data.G is None else torch.cat([ones, data.G], 1)
+            )
+        return data.affine_static
+
+    def _affine_u(self, F):
+        return (F - self.f_center_) / self.f_scale_
 
     def _affine_fit(self, loss, data, F, p):
-        """Newton ridge step on :meth:`_affine_design`: MCGrad's rescaling of
-        the score, per named group (multiaccuracy on the groups and their
-        score slopes), which trees, piecewise constant, approximate slowly.
+        """Newton ridge step on ``[1, g, u, g u]`` (``u`` the standardised
+        score): per-group levels and score slopes, MCGrad's rescaling of the
+        score per named group (multiaccuracy on the groups and their score
+        slopes), which trees, piecewise constant, approximate slowly.
 
         For the quantile loss: the weighted quantile of the residual in each
         cell of the group indicators (BatchGCP's group-conditional shift).
@@ -870,9 +874,17 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
             return {"cells": cells, "values": values}
         h = loss.hessian(p)
         z = loss.gradient(data.y, p) / h
-        Z = self._affine_design(data, F)
+        Zs = self._affine_static(data)
+        u = self._affine_u(F)[:, None]
+        Zd = u if data.G is None else torch.cat([u, data.G * u], 1)
+        static = None
+        if loss.name == "squared":
+            # Constant Newton weights: the [1, g] Gram block is made once.
+            if data.affine_gram is None:
+                data.affine_gram = weighted_gram(Zs, data.w)
+            static = data.affine_gram
         bucket = torch.zeros(len(F), dtype=torch.long, device=F.device)
-        S2, Sz, zz = bucket_moments(Z, None, z, data.w * h, bucket, 1)
+        S2, Sz, zz = bucket_moments(Zs, Zd, z, data.w * h, bucket, 1, static)
         mass = torch.sum(data.w)[None]
         coef, _ = ridge_from_moments(S2, Sz, zz, mass, self.alpha)
         return coef[0]
@@ -897,7 +909,13 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
             values = to_tensor(coef["values"], F.device, F.dtype)
             return torch.cat([values, values.new_zeros(1)])[cell]
         coef = to_tensor(coef, F.device, F.dtype)
-        return self._affine_design(data, F) @ coef
+        Zs = self._affine_static(data)
+        k = Zs.shape[1]
+        u = self._affine_u(F)
+        slope = coef[k]
+        if data.G is not None:
+            slope = slope + data.G @ coef[k + 1 :]
+        return Zs @ coef[:k] + slope * u
 
     def _write_score_codes(self, data, F, edges):
         """The score column of the codes; with the base score it is written
@@ -1041,6 +1059,9 @@ class _Data:
         # was last written with.
         self.base_edges = None
         self.score_key = None
+        # The affine step's [1, g] block and its Gram matrix (squared loss).
+        self.affine_static = None
+        self.affine_gram = None
 
     def static_gram(self):
         if self._gram is None:
