@@ -321,19 +321,22 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
             )
         return self
 
-    def _certify(self, loss, data, F):
-        """The ``"significance"`` rule's test on the final audit residuals:
-        the certificate of multicalibration at termination."""
-        p = loss.inverse(F)
-        edges = self._edges(F, data.w, "quantile")
-        stat, _, n_cells = cell_audit(
+    def _cells(self, loss, data, p, level, edges):
+        """:func:`cell_audit` of the residuals over groups x level sets."""
+        return cell_audit(
             loss.gradient(data.y, p),
             data.w,
             data.G,
-            torch.bucketize(F, edges, right=True),
+            torch.bucketize(level, edges, right=True),
             len(edges) + 1,
             self.min_bucket_fraction,
         )
+
+    def _certify(self, loss, data, F):
+        """The ``"significance"`` rule's test on the final audit residuals:
+        the certificate of multicalibration at termination."""
+        edges = self._edges(F, data.w, "quantile")
+        stat, _, n_cells = self._cells(loss, data, loss.inverse(F), F, edges)
         self.mc_statistic_ = float(stat)
         threshold = norm.isf(self.significance / (2 * max(n_cells, 1)))
         self.mc_certified_ = bool(stat < threshold)
@@ -620,13 +623,8 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
             # the update uses one bucket.
             audit_edges = self._edges(level, data.w, "quantile")
             if val is None and audit_train:
-                stat_sigma, stat_abs, n_cells = cell_audit(
-                    loss.gradient(data.y, p),
-                    data.w,
-                    data.G,
-                    torch.bucketize(level, audit_edges, right=True),
-                    len(audit_edges) + 1,
-                    self.min_bucket_fraction,
+                stat_sigma, stat_abs, n_cells = self._cells(
+                    loss, data, p, level, audit_edges
                 )
                 run.train_mc.append(stat_sigma)
             if val is not None:
@@ -634,16 +632,7 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
                 vloss = loss.risk(val.y, pv, val.w)
                 run.val_loss.append(vloss)
                 vlevel = Fv if self._rebucket() or self._uses_tree() else val.F0
-                run.val_mc.append(
-                    cell_audit(
-                        loss.gradient(val.y, pv),
-                        val.w,
-                        val.G,
-                        torch.bucketize(vlevel, audit_edges, right=True),
-                        len(audit_edges) + 1,
-                        self.min_bucket_fraction,
-                    )[0]
-                )
+                run.val_mc.append(self._cells(loss, val, pv, vlevel, audit_edges)[0])
             if rule == "tolerance" and stat_abs <= self.tol:
                 run.stopped = True
                 break

@@ -28,18 +28,22 @@ def _true_mean(X, design):
     return base
 
 
-class _LevelDistorted(RegressorMixin, BaseEstimator):
+class _FixedModel(RegressorMixin, BaseEstimator):
+    """A 'model' with nothing to learn: fit only records the input shape."""
+
+    def fit(self, X, y=None):
+        validate_data(self, X)
+        self.fitted_ = True
+        return self
+
+
+class _LevelDistorted(_FixedModel):
     """A fitted model whose predictions are stretched about ``center``."""
 
     def __init__(self, model=None, center=0.0, slope=1.25):
         self.model = model
         self.center = center
         self.slope = slope
-
-    def fit(self, X, y=None):
-        validate_data(self, X)
-        self.fitted_ = True
-        return self
 
     def predict(self, X):
         check_is_fitted(self)
@@ -116,7 +120,7 @@ def _unnamed(design, n_samples, n_features, noise, rng):
     )
 
 
-class _DistortedTruth(RegressorMixin, BaseEstimator):
+class _DistortedTruth(_FixedModel):
     """A 'model' that predicts a known distortion of the true mean (S2).
 
     ``mu + (1 + spread * (2a - 1)) * (f* - mu)``: over-dispersed in group
@@ -128,11 +132,6 @@ class _DistortedTruth(RegressorMixin, BaseEstimator):
         self.spread = spread
         self.center = center
         self.design = design
-
-    def fit(self, X, y=None):
-        validate_data(self, X)
-        self.fitted_ = True
-        return self
 
     def predict(self, X):
         check_is_fitted(self)
