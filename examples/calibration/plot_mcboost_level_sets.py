@@ -24,7 +24,12 @@ group_only = MCBoostRegressor(
     data.estimator, auditor="groups", bucket_strategy="none", random_state=0
 )
 bucketed = MCBoostRegressor(
-    data.estimator, bucket_strategy="quantile", n_knots=0, random_state=0
+    data.estimator,
+    auditor="ridge",
+    bucket_strategy="quantile",
+    n_knots=0,
+    learning_rate=0.5,
+    random_state=0,
 )
 default = MCBoostRegressor(data.estimator, random_state=0)
 models = {"group-only audit": group_only, "10 buckets": bucketed, "default": default}
