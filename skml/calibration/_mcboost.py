@@ -227,31 +227,16 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
 
         Gt = None if G is None else to_tensor(G, dev, dt)
         self.bin_edges_ = None
-        codes = None
         if tree:
             # Features and groups are binned once per fit; the last column
             # of the codes holds the score's bins, rewritten every round.
             # Zero-weight rows do not move the bins (as if dropped).
-            live = sample_weight > 0
-            self.bin_edges_ = bin_edges(X[live], self.max_bins, seed=rng.randint(2**31))
+            live = np.flatnonzero(sample_weight > 0)
+            seed = rng.randint(2**31)
+            self.bin_edges_ = bin_edges(X, self.max_bins, seed=seed, rows=live)
             if G is not None:
-                self.bin_edges_ += bin_edges(G[live], self.max_bins)
-            codes = self._codes(X, G)
-        Xt = X_np = Zs = None
-        if not isinstance(self.auditor, str) or self._uses_ridge():
-            Xt, X_np = to_tensor(X, dev, dt), X
-        if self._uses_ridge():
-            Zs = self._static_design(Xt, Gt)
-        data = _Data(
-            Xt,
-            X_np,
-            to_tensor(y, dev, dt),
-            to_tensor(sample_weight, dev, dt),
-            Gt,
-            F0,
-            Zs,
-            codes,
-        )
+                self.bin_edges_ += bin_edges(G, self.max_bins, rows=live)
+        data = self._data(X, G, Gt, F0, y, sample_weight)
         rule = self._resolve_stopping(n)
         self.validation_score_ = None
         self.mc_error_path_ = None
@@ -655,6 +640,21 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
                 # resident (see release_memory).
                 release_memory()
 
+    def _data(self, X, G, Gt, F0, y=None, w=None):
+        """The tensors the auditor needs, on the device: the raw features
+        for the ridge and scikit-learn auditors, the static ridge design,
+        the tree's bin codes."""
+        dev, dt = F0.device, self._dtype
+        codes = self._codes(X, G) if self._uses_tree() else None
+        Xt = X_np = Zs = None
+        if not isinstance(self.auditor, str) or self._uses_ridge():
+            Xt, X_np = to_tensor(X, dev, dt), X
+        if self._uses_ridge():
+            Zs = self._static_design(Xt, Gt)
+        y = None if y is None else to_tensor(y, dev, dt)
+        w = None if w is None else to_tensor(w, dev, dt)
+        return _Data(Xt, X_np, y, w, Gt, F0, Zs, codes)
+
     def _codes(self, X, G):
         """uint8 bin codes of ``[X, G]`` (Fortran order, as the tree grower
         reads columns) plus a last column for the score's codes."""
@@ -967,13 +967,7 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
         with self._threads(work):
             F = loss.link(to_tensor(base, dev, dt))
             Gt = None if G is None else to_tensor(G, dev, dt)
-            codes = self._codes(X, G) if self._uses_tree() else None
-            Xt = X_np = Zs = None
-            if not isinstance(self.auditor, str) or self._uses_ridge():
-                Xt, X_np = to_tensor(X, dev, dt), X
-            if self._uses_ridge():
-                Zs = self._static_design(Xt, Gt)
-            data = _Data(Xt, X_np, None, None, Gt, F, Zs, codes)
+            data = self._data(X, G, Gt, F)
         yield to_numpy(F)
         for step in self.rounds_:
             with self._threads(work):

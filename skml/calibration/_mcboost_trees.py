@@ -48,7 +48,7 @@ def check_grower():
         )
 
 
-def bin_edges(X, max_bins, max_rows=200_000, seed=0):
+def bin_edges(X, max_bins, max_rows=200_000, seed=0, rows=None):
     """Per-column bin edges: at most ``max_bins - 1`` thresholds each.
 
     A column with at most ``max_bins`` distinct values gets the midpoints
@@ -62,14 +62,21 @@ def bin_edges(X, max_bins, max_rows=200_000, seed=0):
         At most 255.
     max_rows : int
     seed : int
+    rows : ndarray of int, default=None
+        The rows to bin from (all by default); only the (sub)sample is
+        copied, never the whole of X.
 
     Returns
     -------
     list of ndarray, one per column, sorted thresholds
     """
-    n = X.shape[0]
-    if n > max_rows:
-        X = X[np.random.RandomState(seed).choice(n, max_rows, replace=False)]
+    if rows is None:
+        rows = np.arange(X.shape[0])
+    if len(rows) > max_rows:
+        rows = rows[
+            np.random.RandomState(seed).choice(len(rows), max_rows, replace=False)
+        ]
+    X = X[rows]
     edges = []
     for j in range(X.shape[1]):
         values = np.unique(X[:, j])
