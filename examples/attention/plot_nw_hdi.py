@@ -40,7 +40,7 @@ configs = [("aligned", {"init": "pca"})] + [
 ]
 results = []
 for label, params in configs:
-    model = NWAttentionRegressor(4, 2, random_state=0, **params)
+    model = NWAttentionRegressor(4, 2, degree=0, random_state=0, **params)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.fit(Xtr, ytr)

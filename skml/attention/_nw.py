@@ -42,6 +42,8 @@ from ._nw_kernels import (
 _BLOCK = 2**23
 # Training rows used to score each candidate of head_allocation="cv".
 _CV_ROWS = 1000
+# Rows on which degree="auto" compares its candidates at most.
+_SELECT_ROWS = 2000
 # Rows the gradient init's local fits use at most.
 _OPG_ROWS = 2000
 
@@ -62,9 +64,11 @@ class NWAttentionRegressor(
     2026). The prediction is the weighted average of the heads. The
     projections are trained by minimising the leave-one-out (LOO) mean squared
     error, so the bandwidth cannot collapse onto the training points. The
-    estimator reports the heads' diversity (HDI, principal angles), a
-    bias-variance-covariance split of its LOO error and a predictive spread,
-    and chooses the number of heads and their dimension itself.
+    estimator reports the heads' diversity (HDI, principal angles) and a
+    predictive spread, and chooses the number of heads and their dimension
+    itself. By default (``degree="auto"``) it also compares, on held-out
+    rows, these Nadaraya-Watson heads with a local-quadratic and a
+    local-linear head (our extension, below) and keeps the best.
 
     Read more in the :ref:`User Guide <nw_attention>`.
 
@@ -75,14 +79,22 @@ class NWAttentionRegressor(
     head_dim : int or "auto", default="auto"
         Dimension d_k of each head's subspace (at most n_features).
     budget : int or None, default=None
-        Total dimension D = H * d_k shared by the heads; default
-        ``min(n_features, 32)`` (or ``n_heads * head_dim`` when both are given).
-    head_allocation : {"scaling_law", "fixed", "cv"}, default="scaling_law"
-        How (H, d_k) is chosen under the budget D: ``"fixed"`` uses
-        ``n_heads`` and ``head_dim`` (both required); ``"scaling_law"`` sets
-        ``d_k = clip(round(allocation_c * ln(n D)), 1, min(d, D))`` and ``H =
-        D // d_k`` (d_k grows like log n); ``"cv"`` fits every divisor pair of
-        D on at most 1,000 rows and keeps the best on a 25% holdout.
+        Total dimension D = H * d_k shared by the heads. Default: with
+        ``head_allocation="spectrum"``, the effective dimension r below;
+        otherwise ``min(n_features, 32)`` (or ``n_heads * head_dim`` when both
+        are given).
+    head_allocation : {"spectrum", "scaling_law", "fixed", "cv"}, \
+            default="spectrum"
+        How (H, d_k) is chosen under the budget D: ``"spectrum"`` takes r,
+        the number of eigenvalues holding 90% of the trace of the gradient
+        outer product (OPG, see ``init``), as the number of relevant
+        directions, and splits D into H heads of d_k = D / H dimensions with
+        H the divisor of D nearest r (one head per relevant direction by
+        default; H * d_k = D always); ``"fixed"`` uses ``n_heads`` and
+        ``head_dim`` (both required); ``"scaling_law"`` sets ``d_k =
+        clip(round(allocation_c * ln(n D)), 1, min(d, D))`` and ``H = D //
+        d_k`` (d_k grows like log n); ``"cv"`` fits every divisor pair of D
+        on at most 1,000 rows and keeps the best on a 25% holdout.
     allocation_c : float, default=0.5
         The constant of the scaling law.
     kernel : {"gaussian", "dot"}, default="gaussian"
@@ -94,12 +106,23 @@ class NWAttentionRegressor(
         trained; a float h: the rows of ``W_h`` are kept orthonormal and
         divided by h (only the subspace is trained); ``"sqrt_dk"``: h^2 =
         sqrt(d_k), the transformer's scaling.
-    degree : {0, 1, 2}, default=0
+    degree : {"auto", 0, 1, 2}, default="auto"
         Degree of the local polynomial of each head: 0 is Nadaraya-Watson
-        (softmax attention); 1 is local-linear regression in the head's
-        subspace, which removes the design and slope bias of local averaging;
-        2 is local-quadratic, which also removes the curvature bias (memory
-        O(H n_train p^2), ``p = 1 + d_k + d_k (d_k + 1) / 2``: for small d_k).
+        (softmax attention, the paper's estimator); 1 is local-linear
+        regression in the head's subspace, which removes the design and slope
+        bias of local averaging; 2 is local-quadratic, which also removes the
+        curvature bias (memory O(H n_train p^2), ``p = 1 + d_k + d_k (d_k +
+        1) / 2``: for small d_k). ``"auto"`` trains three candidates, in this
+        order of preference: one local-quadratic head of dimension 2, the
+        Nadaraya-Watson heads of ``head_allocation``, one local-linear head
+        of dimension ``clip(n_features // 2, 1, 8)``; and keeps the first
+        whose held-out error (the early-stopping rows, shared by the
+        candidates, on at most 2,000 rows) is within one standard error of
+        the least, the errors paired row by row (by LOO error without
+        held-out rows). The winner is refitted on all rows when the choice
+        used a subsample. With ``n_heads``, ``head_dim``, ``budget`` or an
+        array ``init`` given, the candidates keep that shape and differ in
+        degree only (0, 1, and 2 when d_k <= 3, preferred in that order).
     head_weights : {"uniform", "simplex"}, default="uniform"
         ``"uniform"``: 1/H each; ``"simplex"``: after training, the weights
         on the simplex that minimise the LOO error of the ensemble (a small
@@ -181,6 +204,13 @@ class NWAttentionRegressor(
     head_weights_ : ndarray of shape (`n_heads_`,)
     n_heads_, head_dim_ : int
         The chosen H and d_k.
+    degree_ : int
+        The heads' degree (the chosen one with ``degree="auto"``).
+    selection_ : dict
+        ``candidates`` (degree, H, d_k) in order of preference, their held-out
+        (or LOO) ``scores`` on standardised targets (empty with one
+        candidate), the number of ``rows`` compared on and the index
+        ``chosen``.
     output_scale_, output_intercept_ : ndarray of shape (n_targets,)
         The output layer's s and c (on standardised targets).
     allocation_ : dict
@@ -194,11 +224,14 @@ class NWAttentionRegressor(
     loo_mse_ : float
         Weighted LOO mean squared error of the ensemble on the training rows
         (the ``max_keys`` subsample when one is used), in the units of y.
-    bvc_ : dict
-        Its split ``bias2 + variance + covariance = mse``: for head LOO
-        residuals ``e_h``, ``bias2 = (sum_h w_h mean(e_h))^2``, ``variance =
-        sum_h w_h^2 var(e_h)``, ``covariance = sum_{h != g} w_h w_g cov(e_h,
-        e_g)`` (averaged over outputs).
+    loo_bvc_ : dict
+        Its split ``bias2 + variance + covariance = mse`` across the training
+        rows: for head LOO residuals ``e_h``, ``bias2 = (sum_h w_h
+        mean(e_h))^2``, ``variance = sum_h w_h^2 var(e_h)``, ``covariance =
+        sum_{h != g} w_h w_g cov(e_h, e_g)`` (averaged over outputs). It is a
+        split of one fit's residuals, not the paper's decomposition across
+        training sets: :func:`head_decomposition` estimates that one by
+        refits. (Until 0.1 this attribute was called ``bvc_``.)
     head_residual_cov_ : ndarray of shape (`n_heads_`, `n_heads_`)
         Covariance of the heads' LOO residuals (standardised targets).
     validation_scores_ : list of float
@@ -226,9 +259,13 @@ class NWAttentionRegressor(
     the project's research note (``nw_nfm.md`` A.2, marked *[derived]*): the
     Gaussian-kernel head, LOO training (the MLKR objective of Weinberger and
     Tesauro 2007 for one head), the HDI formula, the bias-variance-covariance
-    split and the scaling law for (H, d_k) are reconstructions consistent with
-    the abstract, not the paper's own formulas. ``degree=1`` (local-linear
-    heads) and the mixture predictive spread are our additions.
+    decomposition (:func:`head_decomposition`) and the scaling law for (H,
+    d_k) are reconstructions consistent with the abstract, not the paper's
+    own formulas. The paper's estimator is ``degree=0`` (Nadaraya-Watson
+    heads); ``degree=1`` and ``2`` (local-polynomial heads), ``degree="auto"``
+    (the default: the choice among the paper's heads and two local-polynomial
+    heads), the spectral allocation, the affine output layer, the OPG start,
+    early stopping and the mixture predictive spread are our additions.
 
     Leave-one-out masks the query's own row only: an exact duplicate of a
     training row still sees its twin. A row of integer weight w counts as w
@@ -243,9 +280,12 @@ class NWAttentionRegressor(
     >>> X = rng.normal(size=(300, 5))
     >>> y = np.sin(2 * X[:, 0]) + 0.1 * rng.normal(size=300)
     >>> model = NWAttentionRegressor(random_state=0).fit(X, y)
-    >>> model.n_heads_, model.head_dim_
-    (1, 4)
+    >>> model.degree_, model.n_heads_, model.head_dim_
+    (2, 1, 2)
     >>> bool(model.score(X, y) > 0.8)
+    True
+    >>> nw = NWAttentionRegressor(degree=0, random_state=0).fit(X, y)
+    >>> nw.n_heads_ * nw.head_dim_ == nw.allocation_["budget"]
     True
     """
 
@@ -253,14 +293,14 @@ class NWAttentionRegressor(
         "n_heads": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "head_dim": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "budget": [Interval(Integral, 1, None, closed="left"), None],
-        "head_allocation": [StrOptions({"scaling_law", "fixed", "cv"})],
+        "head_allocation": [StrOptions({"spectrum", "scaling_law", "fixed", "cv"})],
         "allocation_c": [Interval(Real, 0, None, closed="neither")],
         "kernel": [StrOptions({"gaussian", "dot"})],
         "bandwidth": [
             StrOptions({"learned", "sqrt_dk"}),
             Interval(Real, 0, None, closed="neither"),
         ],
-        "degree": [Interval(Integral, 0, 2, closed="both")],
+        "degree": [Interval(Integral, 0, 2, closed="both"), StrOptions({"auto"})],
         "head_weights": [StrOptions({"uniform", "simplex"})],
         "output": [StrOptions({"affine", "identity"})],
         "diversity_penalty": [Interval(Real, 0, None, closed="left")],
@@ -289,11 +329,11 @@ class NWAttentionRegressor(
         head_dim="auto",
         *,
         budget=None,
-        head_allocation="scaling_law",
+        head_allocation="spectrum",
         allocation_c=0.5,
         kernel="gaussian",
         bandwidth="learned",
-        degree=0,
+        degree="auto",
         head_weights="uniform",
         output="affine",
         diversity_penalty=0.0,
@@ -423,18 +463,35 @@ class NWAttentionRegressor(
             train = np.sort(rng.choice(n, self.max_keys, replace=False))
         else:
             train = np.arange(n)
-        H, d_k, allocation = self._allocate(Xs[train], Ys[train], sw[train], rng)
-        self.n_heads_, self.head_dim_, self.allocation_ = H, d_k, allocation
-        V = self._initial_projections(Xs[train], Ys[train], sw[train], H, d_k, rng)
+        Xt, Yt, swt = Xs[train], Ys[train], sw[train]
+        spectrum = None
+        gradient_init = isinstance(self.init, str) and self.init == "gradient"
+        if gradient_init or self.head_allocation == "spectrum":
+            # the OPG eigen-decomposition: the init's directions and the
+            # allocation's effective dimension, computed once per fit
+            evals, evecs = np.linalg.eigh(_opg(Xt, Yt, swt, dev))
+            order = np.argsort(evals)[::-1]
+            spectrum = (evals[order], evecs[:, order])
+        candidates = self._candidates(Xt, Yt, swt, rng, spectrum)
+        self.selection_ = {
+            "candidates": [c[:3] for c in candidates],
+            "scores": [],
+            "rows": 0,
+            "chosen": 0,
+        }
         if constant:
             # nothing to learn: every head predicts the constant
-            V_fit, affine, curve, n_iter = V, np.array([[0.0], [1.0]]), [], 0
+            degree, H, d_k, allocation = candidates[0]
+            V_fit = self._initial_projections(Xt, Yt, swt, H, d_k, rng, spectrum)
+            affine = np.repeat(np.array([[0.0], [1.0]]), Y.shape[1], axis=1)
+            curve, n_iter = [], 0
             self.validation_scores_ = []
-            affine = np.repeat(affine, Y.shape[1], axis=1)
         else:
-            V_fit, affine, curve, n_iter = self._train(
-                V, Xs[train], Ys[train], sw[train], rng, self.max_iter
+            degree, H, d_k, allocation, V_fit, affine, curve, n_iter = self._select(
+                candidates, Xt, Yt, swt, rng, spectrum
             )
+        self.degree_ = degree
+        self.n_heads_, self.head_dim_, self.allocation_ = H, d_k, allocation
         self.loss_curve_, self.n_iter_ = curve, n_iter
         self.output_intercept_, self.output_scale_ = affine[0], affine[1]
         W = to_numpy(_effective(to_tensor(V_fit, dev), d_k, self.bandwidth))
@@ -449,8 +506,136 @@ class NWAttentionRegressor(
         self.hdi_normalized_ = hdi / hdi_max if hdi_max > 0 else float("nan")
         self.head_overlap_, self.principal_angles_ = overlap, angles
 
+    # --------------------------------------------------------- selection
+    def _candidates(self, X, Y, sw, rng, spectrum):
+        """The (degree, H, d_k, allocation) configurations to choose from."""
+        d = X.shape[1]
+        H, k, allocation = self._allocate(X, Y, sw, rng, spectrum)
+        if self.degree != "auto":
+            return [(self.degree, H, k, allocation)]
+        automatic = (
+            self.n_heads == "auto"
+            and self.head_dim == "auto"
+            and self.budget is None
+            and self.head_allocation != "fixed"
+            and not isinstance(self.init, np.ndarray)
+        )
+        if not automatic:
+            # the user's shape: choose the degree (quadratic for small heads)
+            return [(deg, H, k, allocation) for deg in (0, 1, 2) if deg < 2 or k <= 3]
+        # in the order of preference: one local-quadratic head of dimension
+        # 2, the Nadaraya-Watson heads, one local-linear head over half the
+        # features (the NW heads' bias is curvature and slope, which the
+        # local polynomials remove)
+        quadratic = min(2, d)
+        linear = int(np.clip(d // 2, 1, 8))
+        out = [
+            (2, 1, quadratic, {"budget": quadratic, "candidates": [(1, quadratic)]}),
+            (0, H, k, allocation),
+            (1, 1, linear, {"budget": linear, "candidates": [(1, linear)]}),
+        ]
+        unique = []
+        for c in out:
+            if c[:3] not in [u[:3] for u in unique]:
+                unique.append(c)
+        return unique
+
+    def _select(self, candidates, X, Y, sw, rng, spectrum):
+        """Train each candidate; keep the one of least held-out error.
+
+        The candidates share one set of held-out rows (those of early
+        stopping), on at most ``_SELECT_ROWS`` rows; without held-out rows they
+        are compared by their leave-one-out error. The winner is refitted
+        on every row when the selection used a subsample.
+        """
+        n = X.shape[0]
+        rows = np.arange(n)
+        if len(candidates) > 1 and n > _SELECT_ROWS:
+            u = _row_hash(X @ np.linspace(1.0, 2.0, X.shape[1]) * 78.233)
+            rows = np.sort(np.argsort(u, kind="stable")[:_SELECT_ROWS])
+        Xs, Ys, sws = X[rows], Y[rows], sw[rows]
+        val = self._validation_rows(Xs, Ys, sws, rng)
+        fits, scores, caught, errors = [], [], [], []
+        for degree, H, k, _ in candidates:
+            V = self._initial_projections(Xs, Ys, sws, H, k, rng, spectrum)
+            with warnings.catch_warnings(record=True) as record:
+                warnings.simplefilter("always", ConvergenceWarning)
+                fit = self._train(V, Xs, Ys, sws, rng, self.max_iter, degree, val)
+            fits.append((fit, self.validation_scores_))
+            caught.append(list(record))
+            if len(candidates) == 1:
+                break
+            if val is not None:
+                errors.append(self._holdout_errors(fit, degree, k, Xs, Ys, sws, val))
+                scores.append(float(errors[-1] @ sws[val] / sws[val].sum()))
+            else:
+                scores.append(self._loo_error(fit, degree, k, Xs, Ys, sws))
+        best = int(np.argmin(scores)) if scores else 0
+        if errors:
+            # one-standard-error rule: the first candidate (in the order of
+            # preference) whose held-out error is within one standard error
+            # of the best one's, the error paired row by row
+            w = sws[val] / sws[val].sum()
+            n_eff = 1.0 / np.sum(w**2)
+            for i, e in enumerate(errors):
+                diff = e - errors[best]
+                se = np.sqrt(max(w @ (diff - w @ diff) ** 2, 0.0) / n_eff)
+                if w @ diff <= se:
+                    best = i
+                    break
+        degree, H, k, allocation = candidates[best]
+        self.selection_.update(scores=scores, rows=len(rows), chosen=best)
+        refit = len(rows) < n
+        for i, record in enumerate(caught):
+            for w in record:
+                # a loser's non-convergence does not concern the model
+                if w.category is not ConvergenceWarning or (i == best and not refit):
+                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        if refit:
+            V = self._initial_projections(X, Y, sw, H, k, rng, spectrum)
+            val = self._validation_rows(X, Y, sw, rng)
+            fit = self._train(V, X, Y, sw, rng, self.max_iter, degree, val)
+        else:
+            fit, self.validation_scores_ = fits[best]
+        return (degree, H, k, allocation, *fit)
+
+    def _holdout_errors(self, fit, degree, k, X, Y, sw, val):
+        """Squared error of a trained candidate on each held-out row.
+
+        The held-out rows attend to the training rows, as in early stopping.
+        """
+        W = to_numpy(_effective(to_tensor(fit[0], self.device_), k, self.bandwidth))
+        fit_rows = ~val
+        heads = self._heads_numpy(
+            X[val], W, X[fit_rows], Y[fit_rows], sw[fit_rows], self.device_, degree
+        )
+        pred = fit[1][0] + fit[1][1] * heads.mean(0)
+        return ((pred - Y[val]) ** 2).mean(1)
+
+    def _loo_error(self, fit, degree, k, X, Y, sw):
+        """Weighted leave-one-out MSE (standardised) of a trained candidate."""
+        dev = self.device_
+        V, affine = fit[0], fit[1]
+        W = _effective(to_tensor(V, dev), k, self.bandwidth)
+        with np.errstate(divide="ignore"):
+            log_wk = to_tensor(np.log(sw), dev)
+            shift = to_tensor(np.log(np.maximum(sw - 1.0, 0.0)) - np.log(sw), dev)
+        loo = _loo_heads(
+            W,
+            to_tensor(X, dev),
+            to_tensor(Y, dev),
+            log_wk,
+            shift,
+            self.kernel,
+            degree,
+            max(1, _BLOCK // (W.shape[0] * X.shape[0])),
+        )
+        pred = affine[0] + affine[1] * to_numpy(loo).mean(0)
+        return float(sw @ ((pred - Y) ** 2).mean(1) / sw.sum())
+
     # -------------------------------------------------------- allocation
-    def _allocate(self, X, Y, sw, rng):
+    def _allocate(self, X, Y, sw, rng, spectrum=None):
+        """(H, d_k, allocation_) of the Nadaraya-Watson heads."""
         n, d = X.shape
         H_given = self.n_heads if self.n_heads != "auto" else None
         k_given = self.head_dim if self.head_dim != "auto" else None
@@ -487,8 +672,25 @@ class NWAttentionRegressor(
                 )
                 H = max(1, D // k)
             return H, k, {"budget": D, "candidates": [(H, k)]}
-        # "cv": every divisor pair of D, scored on a holdout of a subsample
+        if self.head_allocation == "spectrum":
+            # H: the effective dimension r of the OPG spectrum (eigenvalues
+            # holding 90% of its trace), one head per relevant direction;
+            # the budget D (r by default) is then split into H heads of
+            # D / H dimensions, H the divisor of D nearest r
+            lam = np.clip(spectrum[0], 0.0, None)
+            r = 1
+            if lam.sum() > 0:
+                r = int(np.searchsorted(np.cumsum(lam) / lam.sum(), 0.9) + 1)
+            r = min(r, d, 32)
+            if self.budget is None:
+                D = r
+            pairs = [(D // k, k) for k in range(1, min(d, D) + 1) if D % k == 0]
+            H, k = min(pairs, key=lambda c: (abs(c[0] - r), -c[0]))
+            return H, k, {"budget": D, "candidates": [(H, k)], "effective_dim": r}
+        # every divisor pair of D: the whole budget is used
         candidates = [(D // k, k) for k in range(1, min(d, D) + 1) if D % k == 0]
+        # "cv": every divisor pair of D, scored on a holdout of a subsample
+        degree = 0 if self.degree == "auto" else self.degree
         rows = rng.permutation(n)[: min(n, _CV_ROWS)]
         n_val = max(1, len(rows) // 4)
         val, fit_rows = rows[:n_val], rows[n_val:]
@@ -496,18 +698,22 @@ class NWAttentionRegressor(
             return *candidates[-1], {"budget": D, "candidates": candidates}
         scores = []
         for H, k in candidates:
-            V = self._initial_projections(
-                X[fit_rows], Y[fit_rows], sw[fit_rows], H, k, rng
-            )
+            Xf, Yf, swf = X[fit_rows], Y[fit_rows], sw[fit_rows]
+            V = self._initial_projections(Xf, Yf, swf, H, k, rng, spectrum)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 V, affine, _, _ = self._train(
-                    V, X[fit_rows], Y[fit_rows], sw[fit_rows], rng, self.max_iter
+                    V,
+                    Xf,
+                    Yf,
+                    swf,
+                    rng,
+                    self.max_iter,
+                    degree,
+                    self._validation_rows(Xf, Yf, swf, rng),
                 )
             W = to_numpy(_effective(to_tensor(V, self.device_), k, self.bandwidth))
-            heads = self._heads_numpy(
-                X[val], W, X[fit_rows], Y[fit_rows], sw[fit_rows], self.device_
-            )
+            heads = self._heads_numpy(X[val], W, Xf, Yf, swf, self.device_, degree)
             pred = affine[0] + affine[1] * heads.mean(0)
             err = sw[val] @ ((pred - Y[val]) ** 2).mean(1) / sw[val].sum()
             scores.append(float(err))
@@ -516,7 +722,7 @@ class NWAttentionRegressor(
         return H, k, {"budget": D, "candidates": candidates, "holdout_mse": scores}
 
     # -------------------------------------------------------- parameters
-    def _initial_projections(self, X, Y, sw, H, k, rng):
+    def _initial_projections(self, X, Y, sw, H, k, rng, spectrum=None):
         n, d = X.shape
         if isinstance(self.init, np.ndarray):
             V = np.asarray(self.init, dtype=np.float64)
@@ -531,11 +737,13 @@ class NWAttentionRegressor(
         w = sw / sw.sum()
         mean = w @ X
         cov = (X - mean).T @ ((X - mean) * w[:, None])
-        if self.init == "gradient":
+        if spectrum is not None and self.init == "gradient":
+            evals, evecs = spectrum
+        elif self.init == "gradient":
             evals, evecs = np.linalg.eigh(_opg(X, Y, sw, self.device_))
         else:
             evals, evecs = np.linalg.eigh(cov)
-        pcs = evecs[:, np.argsort(evals)[::-1]].T  # rows: directions
+        pcs = evecs[:, np.argsort(evals, kind="stable")[::-1]].T  # rows: directions
         # fix eigenvector signs so that the init does not depend on LAPACK
         pcs *= np.where(
             pcs[np.arange(d), np.argmax(np.abs(pcs), axis=1)] < 0, -1.0, 1.0
@@ -595,16 +803,16 @@ class NWAttentionRegressor(
             return self.optimizer
         return torch.optim.LBFGS if self.solver == "lbfgs" else torch.optim.Adam
 
-    def _train(self, V0, X, Y, sw, rng, max_iter):
+    def _train(self, V0, X, Y, sw, rng, max_iter, degree, val):
         """Run the LOO training kernel on numpy rows; numpy results.
 
-        Returns the trained parameters V, the output layer (2, n_targets),
-        the loss curve and the number of iterations; sets
+        ``val`` is the boolean mask of the rows held out for early stopping
+        (or None). Returns the trained parameters V, the output layer (2,
+        n_targets), the loss curve and the number of iterations; sets
         ``validation_scores_``.
         """
         dev = self.device_
         H = V0.shape[0]
-        val = self._validation_rows(X, Y, sw, rng)
         fit = np.ones(len(X), dtype=bool) if val is None else ~val
         # training queries attend to the training rows only (LOO)
         Xt, Yt = to_tensor(X[fit], dev), to_tensor(Y[fit], dev)
@@ -633,7 +841,7 @@ class NWAttentionRegressor(
             shift,
             validation,
             kernel=self.kernel,
-            degree=self.degree,
+            degree=degree,
             bandwidth=self.bandwidth,
             output=self.output,
             diversity_penalty=self.diversity_penalty,
@@ -682,7 +890,7 @@ class NWAttentionRegressor(
             log_wk,
             shift,
             self.kernel,
-            self.degree,
+            self.degree_,
             max(1, _BLOCK // (H * n)),
         )
         heads = self._calibrate(to_numpy(loo))
@@ -704,7 +912,7 @@ class NWAttentionRegressor(
         ens = np.einsum("h,hit->it", omega, Eu)
         mse = float(w @ (ens**2).mean(1))
         self.loo_mse_ = mse
-        self.bvc_ = {
+        self.loo_bvc_ = {
             "bias2": bias2,
             "variance": variance,
             "covariance": covariance,
@@ -718,7 +926,7 @@ class NWAttentionRegressor(
         """The output layer c + s * prediction, per target (standardised)."""
         return self.output_intercept_ + self.output_scale_ * heads
 
-    def _heads_numpy(self, Xq, W, Xk, Yk, wk, device, omega=None):
+    def _heads_numpy(self, Xq, W, Xk, Yk, wk, device, degree, omega=None):
         """The heads' predictions (H, q, t) of numpy queries, computed on device.
 
         With head weights ``omega``, also the variance (q, t) of the mixture
@@ -736,7 +944,7 @@ class NWAttentionRegressor(
                 to_tensor(Yk, device),
                 log_wk,
                 self.kernel,
-                self.degree,
+                degree,
                 chunk,
                 None if omega is None else to_tensor(omega, device),
             )
@@ -778,10 +986,10 @@ class NWAttentionRegressor(
         device = self._predict_device()
         if return_std:
             heads, var = self._heads_numpy(
-                Xs, *fitted, device, omega=self.head_weights_
+                Xs, *fitted, device, self.degree_, omega=self.head_weights_
             )
         else:
-            heads = self._heads_numpy(Xs, *fitted, device)
+            heads = self._heads_numpy(Xs, *fitted, device, self.degree_)
         ens = np.einsum("h,hqt->qt", self.head_weights_, self._calibrate(heads))
         y = self._unstandardize(ens)
         if not return_std:
@@ -809,6 +1017,7 @@ class NWAttentionRegressor(
             self.y_fit_,
             self.key_weight_,
             self._predict_device(),
+            self.degree_,
         )
         Y = self._calibrate(heads) * self.y_scale_ + self.y_mean_  # (H, q, t)
         Y = np.transpose(Y, (1, 0, 2))

@@ -40,6 +40,7 @@ def test_single_identity_head_is_plain_nadaraya_watson():
         bandwidth=h,
         output="identity",
         standardize=False,
+        degree=0,
     ).fit(X, y)
     # orthonormal projection of full rank: training cannot change the kernel
     np.testing.assert_allclose(model.predict(Xq), _numpy_nw(Xq, X, y, h), rtol=1e-10)
@@ -127,7 +128,7 @@ def test_constant_target_is_predicted():
 def test_bvc_terms_sum_to_loo_mse_and_simplex_weights_help(index_data):
     X, y, _, _ = index_data
     uniform = NWAttentionRegressor(3, 2, random_state=0).fit(X, y)
-    bvc = uniform.bvc_
+    bvc = uniform.loo_bvc_
     assert bvc["bias2"] + bvc["variance"] + bvc["covariance"] == pytest.approx(
         bvc["mse"]
     )
@@ -470,3 +471,52 @@ def test_gradient_init_finds_both_directions():
     # the gradient start sees both relevant directions, PCA misses one
     assert sv["gradient"][1] > 0.5 * sv["gradient"][0]
     assert sv["pca_blocks"][1] < 0.2 * sv["pca_blocks"][0]
+
+
+@pytest.mark.parametrize("budget", [1, 6, 8, 12])
+def test_spectrum_allocation_uses_the_whole_budget(index_data, budget):
+    X, y, _, _ = index_data
+    model = NWAttentionRegressor(degree=0, budget=budget, max_iter=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X, y)
+    assert model.n_heads_ * model.head_dim_ == budget
+    # H is the divisor of the budget nearest the OPG's effective dimension
+    r = model.allocation_["effective_dim"]
+    divisors = [h for h in range(1, budget + 1) if budget % h == 0]
+    assert abs(model.n_heads_ - r) == min(abs(h - r) for h in divisors)
+
+
+def test_spectrum_allocation_counts_the_relevant_directions():
+    # two relevant directions out of six: one head per direction by default
+    X, y, _, _ = make_multi_index_regression(
+        500, 6, 2, family="interaction", snr=50, random_state=0
+    )
+    model = NWAttentionRegressor(degree=0, random_state=0).fit(X, y)
+    assert model.allocation_["effective_dim"] == 2
+    assert (model.n_heads_, model.head_dim_) == (2, 1)
+
+
+def test_auto_degree_prefers_the_quadratic_head_on_a_quadratic_target():
+    X, y, f, _ = make_multi_index_regression(
+        900, 5, 2, family="radial", random_state=1
+    )
+    auto = NWAttentionRegressor(random_state=0).fit(X[:400], y[:400])
+    paper = NWAttentionRegressor(degree=0, random_state=0).fit(X[:400], y[:400])
+    sel = auto.selection_
+    assert sel["candidates"][sel["chosen"]][0] == auto.degree_ == 2
+    assert len(sel["scores"]) == 3 and sel["rows"] == 400
+    mse = [np.mean((m.predict(X[400:]) - f[400:]) ** 2) for m in (auto, paper)]
+    assert mse[0] < mse[1]
+
+
+def test_auto_degree_selects_on_a_subsample_and_refits(monkeypatch, index_data):
+    X, y, _, _ = index_data
+    monkeypatch.setattr(_nw, "_SELECT_ROWS", 150)
+    model = NWAttentionRegressor(random_state=0).fit(X, y)
+    assert model.selection_["rows"] == 150
+    assert model.X_fit_.shape[0] == len(X)
+    assert model.validation_scores_
+    # a fixed degree has one candidate: nothing to compare
+    fixed = NWAttentionRegressor(degree=1, random_state=0).fit(X, y)
+    assert fixed.selection_["scores"] == [] and fixed.degree_ == 1
