@@ -498,9 +498,7 @@ def test_spectrum_allocation_counts_the_relevant_directions():
 
 
 def test_auto_degree_prefers_the_quadratic_head_on_a_quadratic_target():
-    X, y, f, _ = make_multi_index_regression(
-        900, 5, 2, family="radial", random_state=1
-    )
+    X, y, f, _ = make_multi_index_regression(900, 5, 2, family="radial", random_state=1)
     auto = NWAttentionRegressor(random_state=0).fit(X[:400], y[:400])
     paper = NWAttentionRegressor(degree=0, random_state=0).fit(X[:400], y[:400])
     sel = auto.selection_
