@@ -120,15 +120,6 @@ def bench(args):
         print(f"error: {exc}", file=sys.stderr)
         return 2
     elapsed = time.perf_counter() - start
-    report = getattr(module, "report", format_table)
-    print(report(rows))
-    print(
-        f"\n# python -m skml bench {args.name}"
-        f"{' --quick' if args.quick else ''}"
-        f"{''.join(' --part ' + p for p in args.part or ())} --device {args.device}: "
-        f"{elapsed:.1f} s",
-        file=sys.stderr,
-    )
     if args.out:
         payload = {
             "benchmark": args.name,
@@ -139,8 +130,18 @@ def bench(args):
             "versions": {label: _version(dist) for label, dist in _PACKAGES},
             "rows": rows,
         }
+        # written before the report, so that a report that fails keeps the rows
         with open(args.out, "w") as handle:
             json.dump(payload, handle, indent=2, default=_json_default)
+    report = getattr(module, "report", format_table)
+    print(report(rows))
+    print(
+        f"\n# python -m skml bench {args.name}"
+        f"{' --quick' if args.quick else ''}"
+        f"{''.join(' --part ' + p for p in args.part or ())} --device {args.device}: "
+        f"{elapsed:.1f} s",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -712,24 +712,18 @@ def acceptance(rows, method=OURS):
             f"{'PASS' if ratio <= 1.05 else 'FAIL'})"
         )
     named = set(FAMILIES) | {"diabetes", "friedman1", "friedman2", "friedman3"}
-    tables = [
-        ds for ds in dict.fromkeys(t["dataset"] for t in table) if ds not in named
-    ]
-    if tables:
-        ratios = {
-            ds: next(
-                t["vs_4_peers"]
-                for t in table
-                if t["dataset"] == ds and t["method"] == method
-            )
-            for ds in tables
-        }
-        good = [ds for ds in tables if ratios[ds] <= 1.25]
+    ratios = {
+        t["dataset"]: t["vs_4_peers"]
+        for t in table
+        if t["dataset"] not in named and t["method"] == method
+    }
+    if ratios:
+        good = [ds for ds, ratio in ratios.items() if ratio <= 1.25]
         lines.append(
             f"  real tables  within 1.25x of the best of {'/'.join(TABLE_PEERS)} on "
-            f"{len(good)} of {len(tables)} (>= 3: "
+            f"{len(good)} of {len(ratios)} (>= 3: "
             f"{'PASS' if len(good) >= 3 else 'FAIL'}): "
-            + ", ".join(f"{ds} {ratios[ds]:.3f}" for ds in tables)
+            + ", ".join(f"{ds} {ratio:.3f}" for ds, ratio in ratios.items())
         )
     hdi = [r for r in rows if r["part"] == "hdi"]
     if hdi:

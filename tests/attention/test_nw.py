@@ -465,7 +465,8 @@ def test_gradient_init_finds_both_directions():
     )
     sv = {}
     for init in ("pca_blocks", "gradient"):
-        model = NWAttentionRegressor(1, 2, init=init, random_state=0).fit(X, y)
+        model = NWAttentionRegressor(1, 2, degree=0, init=init, random_state=0)
+        model.fit(X, y)
         W = model.projections_[0] @ (B / model.x_scale_[:, None])
         sv[init] = np.linalg.svd(W, compute_uv=False)
     # the gradient start sees both relevant directions, PCA misses one
