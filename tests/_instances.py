@@ -43,9 +43,10 @@ EXPECTED_FAILED = {
     NWAttentionRegressor: {
         "check_sample_weight_equivalence_on_dense_data": (
             "Choices made before training count rows, not weight: the "
-            "scaling-law head dimension grows with the number of rows, and "
-            "the gradient init's leave-one-out slopes let a repeated row see "
-            "its copies. With fixed n_heads/head_dim and an array init, "
+            "gradient init's leave-one-out slopes, which also set the spectral "
+            "allocation's number of heads, let a repeated row see its copies "
+            "(and the scaling law's head dimension grows with the number of "
+            "rows). With fixed n_heads/head_dim and an array init, "
             "integer weights equal repeated rows and zero weights equal "
             "dropped rows (tests/attention/test_nw.py)."
         ),

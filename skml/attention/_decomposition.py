@@ -99,7 +99,8 @@ def head_decomposition(
     >>> f = lambda X: np.sin(X[:, 0])
     >>> y = f(X) + 0.3 * rng.normal(size=200)
     >>> X_eval = rng.normal(size=(50, 3))
-    >>> model = NWAttentionRegressor(2, 1, max_iter=5, random_state=0)
+    >>> # two untrained heads (max_iter=0) on the gradient start's directions
+    >>> model = NWAttentionRegressor(2, 1, degree=0, max_iter=0)
     >>> parts = head_decomposition(
     ...     model, X, y, X_eval, f(X_eval), n_resamples=10, random_state=0
     ... )
