@@ -132,7 +132,12 @@ def head_decomposition(
         sw = _check_sample_weight(sample_weight, X, dtype=np.float64)
     target = None
     if y_eval is not None:
-        target = np.asarray(y_eval, dtype=np.float64).reshape(len(X_eval), -1)
+        target = check_array(y_eval, dtype=np.float64, ensure_2d=False)
+        if target.shape[0] != X_eval.shape[0]:
+            raise ValueError(
+                f"y_eval has {target.shape[0]} rows, but X_eval has {X_eval.shape[0]}."
+            )
+        target = target.reshape(len(X_eval), -1)
     rng = check_random_state(random_state)
 
     parts = []  # per refit: (n_eval, H, t) weighted head predictions

@@ -122,3 +122,7 @@ def test_bad_input():
         head_decomposition(Ridge(), X, y, X)
     with pytest.raises(ValueError, match="targets"):
         head_decomposition(model, X, y, X, np.zeros((20, 2)), n_resamples=2)
+    with pytest.raises(ValueError, match="rows"):
+        head_decomposition(model, X, y, X, np.zeros(19), n_resamples=2)
+    with pytest.raises(ValueError, match="NaN"):
+        head_decomposition(model, X, y, X, np.full(20, np.nan), n_resamples=2)
