@@ -15,13 +15,14 @@ from ._persona import PersonaToyNet, make_persona_drift, persona_metrics
 from ._regression import make_multi_index_regression
 from ._shift import make_covariate_shift_regression
 from ._style_text import make_style_sentiment
-from ._transport import make_gaussian_mixtures
+from ._transport import load_point_cloud_pairs, make_gaussian_mixtures
 
 __all__ = [
     "load_affairs",
     "load_cps1988",
     "load_diamonds",
     "load_fertility",
+    "load_point_cloud_pairs",
     "load_randhie",
     "make_covariate_shift_regression",
     "make_fair_classification",

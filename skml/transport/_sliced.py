@@ -121,7 +121,7 @@ def compute_sliced_plans(
     tgt = torch.gather(order_t, 1, rank_t)
     mass = torch.clamp(mass, min=0.0)
     # Lifted (ambient) cost of each slice's plan.
-    cost = _pair_costs(Xs, Xt, src, tgt, metric)
+    cost = _pair_costs(Xs, Xt, src, tgt, metric).reshape(src.shape)
     slice_costs = torch.sum(mass * cost, dim=1)
     scale = torch.clamp(slice_costs.mean(), min=torch.finfo(Xs.dtype).tiny)
     # beta is relative: a slice 1/beta of the mean cost dearer weighs e^-1 less.
@@ -143,12 +143,16 @@ def compute_sliced_plans(
 
 
 def _pair_costs(Xs, Xt, src, tgt, metric):
-    diff = Xs[src.reshape(-1)] - Xt[tgt.reshape(-1)]
-    if metric == "sqeuclidean":
-        cost = torch.sum(diff * diff, dim=1)
-    else:
-        cost = torch.linalg.norm(diff, dim=1)
-    return cost.reshape(src.shape)
+    src, tgt = src.reshape(-1), tgt.reshape(-1)
+    cost = Xs.new_empty(src.shape[0])
+    # in chunks: the differences of all L (n + m) pairs at once would take
+    # L (n + m) d floats (2 GB at n = m = 50,000, d = 10)
+    step = max(1, 2**22 // max(Xs.shape[1], 1))
+    for start in range(0, src.shape[0], step):
+        stop = start + step
+        diff = Xs[src[start:stop]] - Xt[tgt[start:stop]]
+        cost[start:stop] = torch.sum(diff * diff, dim=1)
+    return cost if metric == "sqeuclidean" else torch.sqrt(cost)
 
 
 def query_reference_log(plans, q, weights, smoothing, forward):

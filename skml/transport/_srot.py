@@ -1,6 +1,7 @@
 """Sliced-regularized optimal transport (Nguyen 2026): plans, divergence and an
 sklearn transformer."""
 
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -11,24 +12,50 @@ from sklearn.base import (
     TransformerMixin,
     _fit_context,
 )
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ..utils import TorchEstimatorMixin, resolve_device, to_numpy, to_tensor
 from ._sinkhorn import (
+    TransportKernel,
+    dense_plan,
     entropic_cost,
     next_reference,
     plan_from_potentials,
     sinkhorn_log,
+    solve,
 )
 from ._sliced import compute_sliced_plans, query_reference_log
+from ._srot_fit import (
+    AUTO_PAIRS,
+    SELECT_POINTS,
+    SlicedReference,
+    cost_span,
+    extend_potentials,
+    median_cost,
+    plan_summary,
+    select_reference,
+    solve_reference,
+)
 from ._validation import METRICS, check_weights, pairwise_cost
 
 # Cost added between points of different classes (times the largest cost).
 _LABEL_PENALTY = 10.0
 # Rows per chunk of the out-of-sample map: memory O(chunk x m).
 _CHUNK = 2048
+# coupling="auto" keeps the n x m kernel up to this many entries (two
+# float64 matrices of 1.2 GB), and computes it in blocks beyond.
+_DENSE_ENTRIES = 150_000_000
+
+
+def _subsample(rng, n, device):
+    """Sorted indices of at most SELECT_POINTS of n points."""
+    if n <= SELECT_POINTS:
+        return torch.arange(n, device=device)
+    idx = rng.choice(n, SELECT_POINTS, replace=False)
+    return torch.as_tensor(idx, device=device).sort().values
 
 
 def srot_plan(
@@ -141,142 +168,6 @@ def srot_plan(
     return plan, info
 
 
-def _median_cost(C, random_state):
-    """Median of a cost matrix (of a seeded subsample of 10^6 entries if larger)."""
-    flat = C.reshape(-1)
-    if flat.numel() > 1_000_000:
-        rng = check_random_state(random_state)
-        idx = torch.as_tensor(rng.randint(0, flat.numel(), 1_000_000), device=C.device)
-        flat = flat[idx]
-    med = float(torch.median(flat))
-    if not med > 0:
-        med = float(flat.mean())
-    return med if med > 0 else 1.0
-
-
-def srot_divergence(
-    Xs,
-    Xt,
-    a=None,
-    b=None,
-    *,
-    reg=0.1,
-    n_projections=64,
-    beta=0.0,
-    reference_smoothing=1e-2,
-    metric="sqeuclidean",
-    debias=True,
-    max_iter=5000,
-    tol=1e-7,
-    random_state=None,
-    device="cpu",
-):
-    """Debiased SROT divergence ``S(a, b) - S(a, a)/2 - S(b, b)/2``.
-
-    ``S`` is the SROT objective ``<C, P> + eps KL(P || R)`` at the optimal
-    plan, with the sliced reference R of each pair and ``eps = reg *
-    median(C(Xs, Xt))`` shared by the three terms. With torch tensors that
-    require grad the result is a differentiable torch scalar: by the envelope
-    theorem its gradient is ``sum_j P_ij grad_x c(x_i, y_j)`` (plans and
-    references are held fixed; exact for ``beta=0``, where the reference is
-    locally constant in the points).
-
-    Parameters
-    ----------
-    Xs, Xt : array-like or torch.Tensor of shape (n, d), (m, d)
-        The two point clouds.
-    a, b : array-like of shape (n,), (m,), default=None
-        Weights (uniform when ``None``).
-    reg : float, default=0.1
-        Regularisation relative to the median cross cost.
-    n_projections, beta, reference_smoothing, metric
-        As in :func:`sliced_reference_plan`.
-    debias : bool, default=True
-        Subtract the self terms.
-    max_iter, tol
-        Sinkhorn settings.
-    random_state : int, RandomState instance or None, default=None
-        Seeds the projections (the same directions for the three terms).
-    device : str, default="cpu"
-        Torch device for numpy inputs; tensors stay on their own device.
-
-    Returns
-    -------
-    float or torch.Tensor
-        A float for array inputs; a 0-d tensor for tensor inputs.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from skml.transport import srot_divergence
-    >>> X = np.random.default_rng(0).normal(size=(50, 2))
-    >>> abs(srot_divergence(X, X, reg=0.5, random_state=0)) < 1e-6
-    True
-    >>> srot_divergence(X, X + 1.0, reg=0.5, random_state=0) > 0
-    True
-    """
-    as_tensor = isinstance(Xs, torch.Tensor) or isinstance(Xt, torch.Tensor)
-    if as_tensor:
-        dev = (Xs if isinstance(Xs, torch.Tensor) else Xt).device
-    else:
-        dev = resolve_device(device)
-    Xs = Xs if isinstance(Xs, torch.Tensor) else to_tensor(np.asarray(Xs, float), dev)
-    Xt = Xt if isinstance(Xt, torch.Tensor) else to_tensor(np.asarray(Xt, float), dev)
-    Xs, Xt = Xs.to(dev, torch.float64), Xt.to(dev, torch.float64)
-    if Xs.ndim != 2 or Xt.ndim != 2 or Xs.shape[1] != Xt.shape[1]:
-        raise ValueError(
-            "Xs and Xt must be 2-D with the same number of columns; got shapes "
-            f"{tuple(Xs.shape)} and {tuple(Xt.shape)}."
-        )
-    a = to_tensor(check_weights(a, Xs.shape[0], "a"), dev)
-    b = to_tensor(check_weights(b, Xt.shape[0], "b"), dev)
-    with torch.no_grad():
-        eps = reg * _median_cost(pairwise_cost(Xs, Xt, metric), random_state)
-    seed = check_random_state(random_state).randint(2**31)
-    settings = {
-        "n_projections": n_projections,
-        "beta": beta,
-        "smoothing": reference_smoothing,
-        "metric": metric,
-        "seed": seed,
-        "max_iter": max_iter,
-        "tol": tol,
-    }
-    value = _srot_value(Xs, Xt, a, b, eps, **settings)
-    if debias:
-        value = (
-            value
-            - 0.5 * _srot_value(Xs, Xs, a, a, eps, **settings)
-            - 0.5 * _srot_value(Xt, Xt, b, b, eps, **settings)
-        )
-    return value if as_tensor else float(value)
-
-
-def _srot_value(
-    X, Y, a, b, eps, *, n_projections, beta, smoothing, metric, seed, max_iter, tol
-):
-    """SROT objective with the plan and the reference held fixed (envelope)."""
-    C = pairwise_cost(X, Y, metric)
-    with torch.no_grad():
-        plans = compute_sliced_plans(
-            X.detach(),
-            Y.detach(),
-            a,
-            b,
-            n_projections=n_projections,
-            beta=beta,
-            metric=metric,
-            random_state=seed,
-        )
-        R = plans.dense(X.shape[0], Y.shape[0], smoothing, a, b)
-        log_R = torch.log(R)
-        result = sinkhorn_log(a, b, C.detach(), eps, log_R, max_iter=max_iter, tol=tol)
-        P = result["plan"]
-        positive = P > 0
-        kl = torch.sum(P[positive] * (torch.log(P[positive]) - log_R[positive]))
-    return torch.sum(C * P) + eps * kl
-
-
 def _check_labels(y, y_target, n, m):
     """Source and target class labels as arrays, with errors that name them."""
     labels = []
@@ -333,23 +224,46 @@ class SROTransport(
         The reference plan R; ``"independent"`` is entropic OT exactly.
     n_projections : int, default=256
         Random directions of the sliced reference.
-    beta : float, default=30.0
+    beta : float or "auto", default="auto"
         Inverse temperature of the softmax over slice costs (relative to the
-        mean slice cost); 0 averages the slices uniformly. The defaults were
-        chosen by the options comparison of ``python -m skml bench srot``.
-    reference_smoothing : float, default=0.01
+        mean slice cost); 0 averages the slices uniformly. ``"auto"`` (with
+        ``reference_smoothing="auto"``) solves entropic OT and three sliced
+        references, (beta, smoothing) = (100, 0.001), (3, 0.001) and (3, 0.5),
+        and keeps the plan of least transport cost ``<C, P>``: never above
+        entropic OT's at the same ``eps``, which is the fallback. This costs
+        about four solves (the sliced ones warm-started from entropic OT's
+        potentials); above 2,000 points a side the choice is made on a
+        2,000-point subsample and only the chosen reference is solved on all
+        points, warm-started from the subsample's potentials.
+    reference_smoothing : float or "auto", default="auto"
         Share of the product coupling ``a b'`` mixed into the sliced plan,
-        which gives the reference full support.
+        which gives the reference full support. ``"auto"``: chosen with
+        ``beta`` (see there); with a number for the other one, the other
+        one's candidate values are tried.
     metric : {"sqeuclidean", "euclidean"}, default="sqeuclidean"
         Ground cost.
-    max_iter : int, default=10000
-        Sinkhorn iterations at the final ``eps`` (a cap: the solver stops at
-        ``tol``). The sliced reference makes the kernel nearly sparse, and in
-        low dimension Sinkhorn then needs several times the iterations of
-        entropic OT (about 3,300 against 800 for 1,000 points in 2-D at the
-        default ``reg``), so the cap is 10x POT's default.
-    tol : float, default=1e-9
-        L1 tolerance on the marginals.
+    max_iter : int, default=2000
+        Sinkhorn iterations of each solve, epsilon-scaling stages included.
+        When a solve stops there, a ConvergenceWarning says after how many
+        iterations and at which marginal error.
+    tol : float, default=1e-5
+        Stop when each marginal of the plan is within ``tol`` of its target
+        in L1 norm: the share of the total mass that sits at the wrong
+        points (the weights sum to 1), so ``1e-5`` is one part in 100,000.
+    solver : {"overrelaxed", "sinkhorn"}, default="overrelaxed"
+        ``"overrelaxed"``: Sinkhorn with over-relaxation whose factor is set
+        from the observed convergence rate (1.2 to 1.95); ``"sinkhorn"``:
+        plain matrix scaling. Both run in the scaling domain with the
+        potentials absorbed into the kernel (no overflow) after epsilon
+        scaling, and fall back to exact log-domain steps when a kernel
+        product underflows.
+    coupling : {"auto", "dense", "lazy"}, default="auto"
+        ``"dense"`` keeps the n x m kernel in memory; ``"lazy"`` recomputes
+        it in row blocks of about 256 MB from the points at each step, so
+        memory is O((n + m) d) plus the sliced reference's O(L (n + m))
+        entries, at about twice the time per iteration. ``"auto"``: dense up
+        to 1.5e8 entries. ``coupling_`` and ``cost_`` still form the n x m
+        matrices when read.
     n_refinements : int, default=0
         Proximal refinements: solve again with ``(1 - reference_smoothing) P
         + reference_smoothing a b'`` as the reference, P the last plan. Each
@@ -401,7 +315,20 @@ class SROTransport(
     potentials_ : tuple of ndarray
         Dual potentials ``(f, g)`` of the last solve, in cost units.
     n_iter_ : int
-        Sinkhorn iterations of all solves together.
+        Sinkhorn iterations of all solves together (candidates included).
+    reference_ : {"sliced", "independent"}
+        The reference of the returned plan (``"independent"`` when ``"auto"``
+        fell back to entropic OT).
+    beta_ : float or None
+        The slice temperature used (None for entropic OT).
+    reference_smoothing_ : float
+        The smoothing used (1.0 for entropic OT).
+    selection_ : dict or None
+        With ``"auto"``: the transport cost of each candidate, keyed by
+        ``(beta, smoothing)`` and ``"entropic"`` (on the subsample when the
+        choice was made on one).
+    lazy_ : bool
+        Whether the kernel was computed in blocks.
     X_target_ : ndarray of shape (n_target, n_features)
         The target samples.
     device_ : torch.device
@@ -450,11 +377,16 @@ class SROTransport(
         "reg": [Interval(Real, 0, None, closed="neither")],
         "reference": [StrOptions({"sliced", "independent"})],
         "n_projections": [Interval(Integral, 1, None, closed="left")],
-        "beta": [Interval(Real, 0, None, closed="left")],
-        "reference_smoothing": [Interval(Real, 0, 1, closed="both")],
+        "beta": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
+        "reference_smoothing": [
+            Interval(Real, 0, 1, closed="both"),
+            StrOptions({"auto"}),
+        ],
         "metric": [StrOptions(set(METRICS))],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
+        "solver": [StrOptions({"overrelaxed", "sinkhorn"})],
+        "coupling": [StrOptions({"auto", "dense", "lazy"})],
         "n_refinements": [Interval(Integral, 0, None, closed="left")],
         "out_of_sample": [StrOptions({"entropic_map"})],
         "random_state": ["random_state"],
@@ -467,11 +399,13 @@ class SROTransport(
         *,
         reference="sliced",
         n_projections=256,
-        beta=30.0,
-        reference_smoothing=0.01,
+        beta="auto",
+        reference_smoothing="auto",
         metric="sqeuclidean",
-        max_iter=10000,
-        tol=1e-9,
+        max_iter=2000,
+        tol=1e-5,
+        solver="overrelaxed",
+        coupling="auto",
         n_refinements=0,
         out_of_sample="entropic_map",
         random_state=None,
@@ -485,6 +419,8 @@ class SROTransport(
         self.metric = metric
         self.max_iter = max_iter
         self.tol = tol
+        self.solver = solver
+        self.coupling = coupling
         self.n_refinements = n_refinements
         self.out_of_sample = out_of_sample
         self.random_state = random_state
@@ -534,60 +470,187 @@ class SROTransport(
         self.labels_ = None
         if y is not None and y_target is not None:
             self.labels_ = _check_labels(y, y_target, n, m)
+        lazy = self.coupling == "lazy" or (
+            self.coupling == "auto" and n * m > _DENSE_ENTRIES
+        )
+        if lazy and (self.labels_ is not None or self.n_refinements > 0):
+            raise ValueError(
+                "coupling='lazy' supports neither class labels (y, y_target) nor "
+                "n_refinements > 0, which need the dense n x m plan; use "
+                "coupling='dense'."
+            )
         # One Sinkhorn iteration touches the n x m cost.
         with self._threads(work=n * m):
             a = to_tensor(check_weights(sample_weight, n, "sample_weight"), dev)
             b = to_tensor(check_weights(target_weight, m, "target_weight"), dev)
             Xs, Xt = to_tensor(X, dev), to_tensor(X_target, dev)
+            self.eps_ = self.reg * median_cost(Xs, Xt, self.metric, rng)
+            seed = rng.randint(2**31)
+            self._solve(Xs, Xt, a, b, lazy, seed, rng)
+            self.lazy_ = lazy
+            self.X_target_ = X_target
+            self.X_fit_ = X
+            self.a_, self.b_ = to_numpy(a), to_numpy(b)
+        return self
+
+    def _candidates(self):
+        """The (beta, smoothing) references that "auto" compares."""
+        if self.beta != "auto" and self.reference_smoothing != "auto":
+            return [(float(self.beta), float(self.reference_smoothing))]
+        if self.beta == "auto" and self.reference_smoothing == "auto":
+            return list(AUTO_PAIRS)
+        if self.beta == "auto":
+            betas = sorted({beta for beta, _ in AUTO_PAIRS}, reverse=True)
+            return [(beta, float(self.reference_smoothing)) for beta in betas]
+        smoothings = sorted({s for _, s in AUTO_PAIRS})
+        return [(float(self.beta), s) for s in smoothings]
+
+    def _solve(self, Xs, Xt, a, b, lazy, seed, rng):
+        """Choose the reference, solve it, keep what transform needs."""
+        n, m = Xs.shape[0], Xt.shape[0]
+        C = None
+        if not lazy:
             C = pairwise_cost(Xs, Xt, self.metric)
-            self.eps_ = self.reg * _median_cost(C, rng)
             if self.labels_ is not None:
                 C = _label_penalty(C, *self.labels_)
-            seed = rng.randint(2**31)
-            if self.reference == "sliced":
-                plans = compute_sliced_plans(
+        span = cost_span(Xs, Xt, self.metric)
+        if C is not None:
+            span = float(C.max() - C.min())
+        options = {"max_iter": self.max_iter, "tol": self.tol, "solver": self.solver}
+        points = (Xs, Xt, self.metric)
+        sliced = None
+        if self.reference == "sliced":
+            sliced = SlicedReference(
+                Xs,
+                Xt,
+                a,
+                b,
+                n_projections=self.n_projections,
+                metric=self.metric,
+                seed=seed,
+            )
+        candidates = self._candidates() if sliced is not None else []
+        auto = self.beta == "auto" or self.reference_smoothing == "auto"
+        n_iter = 0
+        self.selection_ = None
+        init = None
+        if sliced is not None and auto:
+            if max(n, m) > SELECT_POINTS:
+                # choose on a subsample, then solve the choice on all points
+                i = _subsample(rng, n, Xs.device)
+                j = _subsample(rng, m, Xs.device)
+                sub_a, sub_b = a[i] / a[i].sum(), b[j] / b[j].sum()
+                sub_C = None if C is None else C[i][:, j]
+                sub_sliced = SlicedReference(
+                    Xs[i],
+                    Xt[j],
+                    sub_a,
+                    sub_b,
+                    n_projections=self.n_projections,
+                    metric=self.metric,
+                    seed=None,
+                    directions=sliced.plans.directions,
+                )
+                choice, costs, it, (f_sub, _) = select_reference(
+                    sub_a,
+                    sub_b,
+                    self.eps_,
+                    C=sub_C,
+                    points=(Xs[i], Xt[j], self.metric),
+                    span=span,
+                    sliced=sub_sliced,
+                    candidates=candidates,
+                    solver_options=options,
+                )
+            else:
+                choice, costs, it, _ = select_reference(
+                    a,
+                    b,
+                    self.eps_,
+                    C=C,
+                    points=points,
+                    span=span,
+                    sliced=sliced,
+                    candidates=candidates,
+                    solver_options=options,
+                )
+            n_iter += it
+            self.selection_ = {
+                ("entropic" if key is None else key): cost
+                for key, cost in costs.items()
+            }
+            if max(n, m) > SELECT_POINTS:
+                init = extend_potentials(
+                    f_sub,
+                    i,
                     Xs,
                     Xt,
                     a,
                     b,
-                    n_projections=self.n_projections,
-                    beta=self.beta,
+                    self.eps_,
                     metric=self.metric,
-                    random_state=seed,
+                    smoothing=1.0 if choice is None else choice[1],
                 )
-                R = plans.dense(n, m, self.reference_smoothing, a, b)
-            else:
-                plans = None
-                R = a[:, None] * b[None, :]
-            stages = []
-            n_iter = 0
-            reference = R
-            for _ in range(self.n_refinements + 1):
+        else:
+            choice = candidates[0] if candidates else None
+        if choice is None:
+            self.reference_ = "independent"
+            self.beta_, self.reference_smoothing_ = None, 1.0
+            smoothing, sparse = 1.0, None
+        else:
+            self.reference_ = "sliced"
+            self.beta_, self.reference_smoothing_ = choice
+            smoothing, sparse = self.reference_smoothing_, sliced.sparse(self.beta_)
+        directions = None if sliced is None else sliced.plans.directions
+        sliced = None  # the slice tables are O(L (n + m)): free them first
+        kernel, out = solve_reference(
+            a,
+            b,
+            self.eps_,
+            C=C,
+            points=points,
+            span=span,
+            smoothing=smoothing,
+            sparse=sparse,
+            init=init,
+            solver_options=options,
+        )
+        n_iter += out["n_iter"]
+        stages = [(out["f"], out["g"])]
+        converged, err = out["converged"], out["err"]
+        if self.n_refinements:
+            P = dense_plan(kernel, out["x"], out["y"])
+            for _ in range(self.n_refinements):
+                reference = next_reference(P, a, b, self._refine_smoothing())
                 with np.errstate(divide="ignore"):
                     log_R = torch.log(reference)
-                result = sinkhorn_log(
-                    a, b, C, self.eps_, log_R, max_iter=self.max_iter, tol=self.tol
-                )
-                n_iter += result["n_iter"]
-                stages.append((result["f"], result["g"]))
-                P = result["plan"]
-                reference = next_reference(P, a, b, self.reference_smoothing)
-            # What transform needs is kept; the n x m plan, reference and
-            # cost are recomputed on access (coupling_, ...), so a fitted
-            # model pickles in O((n + m) d) rather than O(n m).
-            self.transport_cost_ = float(torch.sum(C * P))
-            self.source_images_ = to_numpy(_barycentric(P, Xt))
-            self.target_images_ = to_numpy(_barycentric(P.T, Xs))
-            self.potentials_ = (to_numpy(stages[-1][0]), to_numpy(stages[-1][1]))
-            self.n_iter_ = n_iter
-            self.X_target_ = X_target
-            self.X_fit_ = X
-            self.a_, self.b_ = to_numpy(a), to_numpy(b)
-            self.stage_potentials_ = [(to_numpy(f), to_numpy(g)) for f, g in stages]
-            self.slice_directions_ = (
-                None if plans is None else to_numpy(plans.directions)
+                kernel = TransportKernel(a, b, cost=C, log_ref=log_R)
+                out = solve(kernel, self.eps_, span=span, warn=False, **options)
+                n_iter += out["n_iter"]
+                converged, err = out["converged"], out["err"]
+                stages.append((out["f"], out["g"]))
+                P = dense_plan(kernel, out["x"], out["y"])
+        if not converged:
+            warnings.warn(
+                f"Sinkhorn did not converge: it stopped after {n_iter} iterations "
+                f"(max_iter={self.max_iter}) with marginal error {err:.2e} > "
+                f"tol={self.tol:g}; increase max_iter, tol or reg.",
+                ConvergenceWarning,
+                stacklevel=3,
             )
-        return self
+        cost, src_img, tgt_img = plan_summary(kernel, out, Xs, Xt)
+        # What transform needs is kept; the n x m plan, reference and cost
+        # are recomputed on access (coupling_, ...), so a fitted model
+        # pickles in O((n + m) d) rather than O(n m).
+        self.transport_cost_ = cost
+        self.source_images_ = to_numpy(src_img)
+        self.target_images_ = to_numpy(tgt_img)
+        self.potentials_ = (to_numpy(stages[-1][0]), to_numpy(stages[-1][1]))
+        self.stage_potentials_ = [(to_numpy(f), to_numpy(g)) for f, g in stages]
+        self.n_iter_ = n_iter
+        self.slice_directions_ = (
+            None if self.reference_ == "independent" else to_numpy(directions)
+        )
 
     def _check_target(self, X_target):
         """X_target as float64, with errors that name it."""
@@ -632,14 +695,22 @@ class SROTransport(
             if plans is None:
                 R = a[:, None] * b[None, :]
             else:
-                R = plans.dense(n, m, self.reference_smoothing, a, b)
+                R = plans.dense(n, m, self.reference_smoothing_, a, b)
             reference = R
             for f, g in self.stage_potentials_:
                 f, g = to_tensor(f, dev), to_tensor(g, dev)
                 log_R = torch.log(reference)
                 P = plan_from_potentials(a, b, C, log_R, f, g, self.eps_)
-                reference = next_reference(P, a, b, self.reference_smoothing)
+                reference = next_reference(P, a, b, self._refine_smoothing())
             return to_numpy(P), to_numpy(R), to_numpy(C)
+
+    def _refine_smoothing(self):
+        """The product-coupling share of each refinement's reference."""
+        if self.reference_ == "sliced":
+            return self.reference_smoothing_
+        if self.reference_smoothing == "auto":
+            return 0.01
+        return float(self.reference_smoothing)
 
     def _slices(self, Xs, Xt, a, b):
         """The fitted slices' 1-D plans, rebuilt from the stored directions."""
@@ -651,7 +722,7 @@ class SROTransport(
             a,
             b,
             n_projections=self.slice_directions_.shape[1],
-            beta=self.beta,
+            beta=self.beta_,
             metric=self.metric,
             random_state=None,
             directions=to_tensor(self.slice_directions_, Xs.device),
@@ -777,7 +848,7 @@ class SROTransport(
                 log_w = log_ref + (pot[None, :] - cost) / self.eps_
                 log_w = log_w - torch.logsumexp(log_w, dim=1, keepdim=True)
                 if k + 1 < len(potentials):
-                    alpha = self.reference_smoothing
+                    alpha = self._refine_smoothing()
                     # the next solve's reference: (1 - alpha) P + alpha a b'
                     mixed = (1 - alpha) * torch.exp(log_w) + alpha * weights[None, :]
                     log_ref = torch.log(mixed)
@@ -789,4 +860,6 @@ class SROTransport(
         if plans is None:
             # the independent reference: R(x, .) / a(x) = b
             return torch.log(weights)[None, :].expand(q.shape[0], -1).clone()
-        return query_reference_log(plans, q, weights, self.reference_smoothing, forward)
+        return query_reference_log(
+            plans, q, weights, self.reference_smoothing_, forward
+        )

@@ -128,3 +128,68 @@ def test_plan_from_potentials_rebuilds_the_solver_plan():
     P = plan_from_potentials(a_t, b_t, C_t, log_R, out["f"], out["g"], 0.1)
     np.testing.assert_allclose(P.numpy(), out["plan"].numpy(), rtol=1e-12, atol=0)
     assert np.all(P.numpy()[:, 4] == 0.0)
+
+
+def _mixture_problem(n=400, rel_reg=0.01):
+    from skml.datasets import make_gaussian_mixtures
+
+    Xs, Xt = make_gaussian_mixtures(n, 2, random_state=0)
+    C = ot.dist(Xs, Xt)
+    a = np.full(n, 1.0 / n)
+    return a, C, rel_reg * np.median(C)
+
+
+def test_overrelaxation_reaches_the_same_plan_in_fewer_iterations():
+    a, C, eps = _mixture_problem()
+    a_t, C_t = torch.as_tensor(a), torch.as_tensor(C)
+    plain = sinkhorn_log(
+        a_t, a_t, C_t, eps, solver="sinkhorn", tol=1e-9, max_iter=10**5
+    )
+    fast = sinkhorn_log(a_t, a_t, C_t, eps, tol=1e-9, max_iter=10**5)
+    np.testing.assert_allclose(fast["plan"].numpy(), plain["plan"].numpy(), atol=1e-9)
+    # plain Sinkhorn's rate is close to 1 here: the relaxation pays off
+    assert fast["n_iter"] < plain["n_iter"] / 2
+    expected = ot.sinkhorn(
+        a, a, C, eps, method="sinkhorn_log", stopThr=1e-12, numItermax=10**5
+    )
+    np.testing.assert_allclose(fast["plan"].numpy(), expected, atol=1e-8)
+
+
+def test_lazy_kernel_products_equal_the_dense_ones():
+    from skml.transport._sinkhorn import TransportKernel
+
+    rng = np.random.default_rng(1)
+    X, Y = rng.normal(size=(70, 3)), rng.normal(size=(50, 3))
+    a, b = rng.random(70) + 0.1, rng.random(50) + 0.1
+    a, b = torch.as_tensor(a / a.sum()), torch.as_tensor(b / b.sum())
+    X, Y = torch.as_tensor(X), torch.as_tensor(Y)
+    C = torch.as_tensor(ot.dist(X.numpy(), Y.numpy()))
+    rows, cols = torch.tensor([0, 5, 69]), torch.tensor([3, 3, 49])
+    sparse = (rows, cols, torch.tensor([0.2, 0.3, 0.5], dtype=torch.float64))
+    u, v = torch.as_tensor(rng.normal(size=70)), torch.as_tensor(rng.normal(size=50))
+    dense = TransportKernel(a, b, cost=C, alpha=0.3, sparse=sparse)
+    # a small block budget: several row blocks
+    lazy = TransportKernel(
+        a, b, points=(X, Y, "sqeuclidean"), alpha=0.3, sparse=sparse, memory=2**12
+    )
+    assert lazy.block < 70
+    for kernel in (dense, lazy):
+        kernel.set_scale(0.5, u, v)
+    x, y = torch.rand(70, dtype=torch.float64), torch.rand(50, dtype=torch.float64)
+    np.testing.assert_allclose(lazy.mv(y).numpy(), dense.mv(y).numpy(), rtol=1e-12)
+    np.testing.assert_allclose(lazy.rmv(x).numpy(), dense.rmv(x).numpy(), rtol=1e-12)
+    np.testing.assert_allclose(
+        lazy.log_mv(torch.log(y)).numpy(), np.log(dense.mv(y).numpy()), rtol=1e-12
+    )
+    # the kernel is R exp(-C / eps + u + v), R = alpha a b' + (1 - alpha) S
+    R = 0.3 * np.outer(a, b)
+    R[[0, 5, 69], [3, 3, 49]] += 0.7 * np.array([0.2, 0.3, 0.5])
+    K = R * np.exp(-C.numpy() / 0.5 + u.numpy()[:, None] + v.numpy()[None, :])
+    np.testing.assert_allclose(dense.mv(y).numpy(), K @ y.numpy(), rtol=1e-12)
+
+
+def test_max_iter_warning_says_how_far_it_got():
+    a, C, eps = _mixture_problem(100)
+    a_t = torch.as_tensor(a)
+    with pytest.warns(ConvergenceWarning, match=r"in 7 iterations \(marginal error"):
+        sinkhorn_log(a_t, a_t, torch.as_tensor(C), eps, max_iter=7)
