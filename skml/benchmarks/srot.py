@@ -67,10 +67,13 @@ import time
 import warnings
 
 import numpy as np
+import torch
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
 
-from ..datasets._transport import make_gaussian_mixtures
+from ..datasets._transport import load_point_cloud_pairs, make_gaussian_mixtures
 from ..transport import SROTransport, sliced_reference_plan, srot_plan
+from ..transport._srot_fit import AUTO_PAIRS, median_cost
 from ..utils import format_table, progress
 from ._common import (
     Benchmark,
@@ -114,20 +117,36 @@ EOT_POT = "EOT (POT sinkhorn_log)"
 EOT = "EOT (skml)"
 REF = "sliced reference"
 SROT = "SROT"
+SROT_FIXED = "SROT (fixed options)"
 
 
 def default_options():
-    """The reference options of ``SROTransport()``: the benchmark's SROT.
+    """Fixed reference options of the parts that study one reference.
+
+    ``SROTransport()`` chooses its reference per fit (``beta="auto"``); the
+    grid's ``SROT (defaults)`` row runs it. The options, refinement and front
+    parts study one fixed reference: the middle candidate of "auto".
 
     Returns
     -------
     dict
         ``n_projections``, ``beta`` and ``reference_smoothing``.
     """
-    params = SROTransport().get_params()
+    beta, smoothing = AUTO_PAIRS[1]
     return {
-        key: params[key] for key in ("n_projections", "beta", "reference_smoothing")
+        "n_projections": SROTransport().get_params()["n_projections"],
+        "beta": beta,
+        "reference_smoothing": smoothing,
     }
+
+
+def _srot_defaults(prob, reg, seed=0, device="cpu"):
+    """``SROTransport(reg)`` with its defaults, timed (fit included)."""
+    start = time.perf_counter()
+    model = SROTransport(reg=reg, random_state=seed, device=device)
+    model.fit(prob["Xs"], X_target=prob["Xt"])
+    seconds = time.perf_counter() - start
+    return model.coupling_, seconds, model.n_iter_, model
 
 
 def _problem(Xs, Xt):
@@ -141,13 +160,17 @@ def _problem(Xs, Xt):
     P0 = ot.emd(a, b, C, numItermax=10_000_000)
     emd_s = time.perf_counter() - start
     c0 = float(np.sum(C * P0))
+    # the median SROTransport(random_state=0) uses: the same eps everywhere
+    median = median_cost(
+        torch.as_tensor(Xs), torch.as_tensor(Xt), "sqeuclidean", check_random_state(0)
+    )
     return {
         "Xs": Xs,
         "Xt": Xt,
         "a": a,
         "b": b,
         "C": C,
-        "median": float(np.median(C)),
+        "median": median,
         "P0": P0,
         "c0": c0,
         "emd_s": emd_s,
@@ -317,7 +340,23 @@ def run_grid(grid, dims, device="cpu", seed=0, options=None, pot=True, geomloss=
             rows.append(_row("grid", n, d, reg, EOT, _score(prob, P), s, it))
             rows.append(_row("grid", n, d, reg, REF, ref_score, ref_s, None, **common))
             P, s, it = _srot(prob, eps, R, device)
-            rows.append(_row("grid", n, d, reg, SROT, _score(prob, P), ref_s + s, it))
+            rows.append(
+                _row("grid", n, d, reg, SROT_FIXED, _score(prob, P), ref_s + s, it)
+            )
+            P, s, it, model = _srot_defaults(prob, reg, device=device)
+            rows.append(
+                _row(
+                    "grid",
+                    n,
+                    d,
+                    reg,
+                    SROT,
+                    _score(prob, P),
+                    s,
+                    it,
+                    choice=_choice(model),
+                )
+            )
             if geomloss:
                 P, s, it = _geomloss_plan(prob, eps, device)
                 rows.append(
@@ -574,6 +613,198 @@ def run_scale(n=SCALE_N, d=SCALE_D, device="cpu", seed=0):
     ]
 
 
+def _choice(model):
+    if model.reference_ == "independent":
+        return "entropic"
+    return f"beta={model.beta_:g}/s={model.reference_smoothing_:g}"
+
+
+REAL_REGS = (0.01, 0.05, 0.2, 1.0)
+
+
+def run_real(regs=REAL_REGS, max_samples=2000, device="cpu"):
+    """Default fits on real point-cloud pairs: rows with ``part="real"``.
+
+    For each pair of :func:`~skml.datasets.load_point_cloud_pairs` and reg:
+    ``SROTransport(reg)`` (time, iterations, whether it converged, the
+    reference "auto" chose) and POT's ``sinkhorn_log`` at the same eps,
+    both scored against ``ot.emd``.
+    """
+    rows = []
+    pairs = load_point_cloud_pairs(max_samples=max_samples)
+    for name, pair in progress(list(pairs.items()), desc="srot real"):
+        prob = _problem(pair.Xs, pair.Xt)
+        for reg in regs:
+            eps = reg * prob["median"]
+            P, s, it = _eot_pot(prob, eps, device)
+            base = {"pair": name, "n": len(pair.Xs), "m": len(pair.Xt)}
+            rows.append(
+                {
+                    **base,
+                    **_row(
+                        "real",
+                        len(pair.Xs),
+                        pair.Xs.shape[1],
+                        reg,
+                        EOT_POT,
+                        _score(prob, P),
+                        s,
+                        it,
+                    ),
+                }
+            )
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", ConvergenceWarning)
+                P, s, it, model = _srot_defaults(prob, reg, device=device)
+            converged = not any(
+                issubclass(w.category, ConvergenceWarning) for w in caught
+            )
+            rows.append(
+                {
+                    **base,
+                    **_row(
+                        "real",
+                        len(pair.Xs),
+                        pair.Xs.shape[1],
+                        reg,
+                        SROT,
+                        _score(prob, P),
+                        s,
+                        it,
+                        choice=_choice(model),
+                        converged=converged,
+                    ),
+                }
+            )
+    return rows
+
+
+SPEED_NS = (2000, 10000)
+
+
+def run_speed(ns=SPEED_NS, d=10, n_iter=50, reg=0.05, device="cpu"):
+    """Seconds per iteration, setup included, over ``n_iter`` fixed iterations.
+
+    ``SROTransport`` with one fixed reference (the middle "auto" candidate,
+    so that one solve runs) and ``max_iter=n_iter, tol=0``, against POT's
+    ``ot.sinkhorn(..., method="sinkhorn")`` (plain matrix scaling) and
+    ``method="sinkhorn_log"`` on torch tensors from the points (cost
+    included), ``numItermax=n_iter, stopThr=0``.
+    """
+    import ot
+
+    beta, smoothing = AUTO_PAIRS[1]
+    rows = []
+    for n in ns:
+        Xs, Xt = make_gaussian_mixtures(n, d, random_state=0)
+        eps = reg * median_cost(
+            torch.as_tensor(Xs),
+            torch.as_tensor(Xt),
+            "sqeuclidean",
+            check_random_state(0),
+        )
+        a = torch.full((n,), 1.0 / n, dtype=torch.float64)
+        for method in ("sinkhorn", "sinkhorn_log"):
+            start = time.perf_counter()
+            x, y = torch.as_tensor(Xs), torch.as_tensor(Xt)
+            M = ot.dist(x, y)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ot.sinkhorn(a, a, M, eps, method=method, numItermax=n_iter, stopThr=0)
+            seconds = time.perf_counter() - start
+            del M
+            rows.append(
+                {
+                    "part": "speed",
+                    "n": n,
+                    "d": d,
+                    "method": f"POT torch {method}",
+                    "ms_per_iter": 1e3 * seconds / n_iter,
+                    "n_iter": n_iter,
+                }
+            )
+        model = SROTransport(
+            reg=reg,
+            beta=beta,
+            reference_smoothing=smoothing,
+            max_iter=n_iter,
+            tol=0.0,
+            random_state=0,
+            device=device,
+        )
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model.fit(Xs, X_target=Xt)
+        seconds = time.perf_counter() - start
+        rows.append(
+            {
+                "part": "speed",
+                "n": n,
+                "d": d,
+                "method": SROT_FIXED,
+                "ms_per_iter": 1e3 * seconds / model.n_iter_,
+                "n_iter": model.n_iter_,
+            }
+        )
+    return rows
+
+
+LAZY_N = 50_000
+
+
+def run_lazy(n=LAZY_N, d=10, agree_n=2000, device="cpu"):
+    """Lazy mode: dense = lazy at ``agree_n``, then one lazy default fit
+    plus ``transform`` at n = m = ``n`` with the process's peak memory."""
+    rows = []
+    Xs, Xt = make_gaussian_mixtures(agree_n, d, random_state=1)
+    fits = {}
+    for mode in ("dense", "lazy"):
+        fits[mode] = SROTransport(
+            coupling=mode, tol=1e-9, max_iter=20_000, random_state=0, device=device
+        ).fit(Xs, X_target=Xt)
+    new = np.random.default_rng(0).normal(size=(500, d))
+    diff = max(
+        float(np.abs(fits["dense"].transform(Xs) - fits["lazy"].transform(Xs)).max()),
+        float(np.abs(fits["dense"].transform(new) - fits["lazy"].transform(new)).max()),
+    )
+    rows.append(
+        {
+            "part": "lazy",
+            "n": agree_n,
+            "d": d,
+            "method": "lazy vs dense",
+            "max_abs_diff": diff,
+        }
+    )
+    Xs, Xt = make_gaussian_mixtures(n, d, random_state=0)
+    start = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        model = SROTransport(coupling="lazy", random_state=0, device=device)
+        model.fit(Xs, X_target=Xt)
+    fit_s = time.perf_counter() - start
+    model.transform(Xs)
+    total = time.perf_counter() - start
+    rows.append(
+        {
+            "part": "lazy",
+            "n": n,
+            "d": d,
+            "method": SROT,
+            "fit_s": fit_s,
+            "fit_transform_s": total,
+            "n_iter": model.n_iter_,
+            "choice": _choice(model),
+            "converged": not any(
+                issubclass(w.category, ConvergenceWarning) for w in caught
+            ),
+            "peak_rss_gb": peak_rss_gb(),
+        }
+    )
+    return rows
+
+
 # ------------------------------------------------------------------- parts
 # Each part's adapter: the framework's context and the part's configuration
 # in, rows out. ``ctx.params["options"]`` is ``run``'s ``options``.
@@ -627,15 +858,46 @@ def _part_front(ctx, regs, refine):
 
 QUICK_REFINE = {"n": 500, "regs": (0.1,), "k_max": 3}
 
+
+def _part_real(ctx, **config):
+    return run_real(device=ctx.device, **config)
+
+
+def _part_speed(ctx, **config):
+    return run_speed(device=ctx.device, **config)
+
+
+def _part_lazy(ctx, **config):
+    return run_lazy(device=ctx.device, **config)
+
+
 BENCHMARK = Benchmark(
     "srot",
     [
         # first, so that the process's peak memory is the fit's own
         Part(
+            "lazy",
+            _part_lazy,
+            quick={"n": 3000, "agree_n": 300},
+            help=f"lazy = dense at n = 2,000; a lazy fit + transform at n = {LAZY_N:,}",
+        ),
+        Part(
             "scale",
             _part_scale,
             quick=False,
             help=f"one SROTransport() fit at n = m = {SCALE_N:,}, d = {SCALE_D}",
+        ),
+        Part(
+            "real",
+            _part_real,
+            quick={"regs": (0.05,), "max_samples": 400},
+            help="SROTransport() on real point-cloud pairs against POT sinkhorn_log",
+        ),
+        Part(
+            "speed",
+            _part_speed,
+            quick={"ns": (500,)},
+            help="ms per iteration (setup included) against POT torch Sinkhorn",
         ),
         Part(
             "grid",
@@ -901,6 +1163,84 @@ def _front_summary(rows):
     return "\n".join(lines)
 
 
+def _new_parts_report(rows):
+    out = []
+    lazy = [r for r in rows if r["part"] == "lazy"]
+    for r in lazy:
+        if r["method"] == "lazy vs dense":
+            ok = r["max_abs_diff"] <= 1e-6
+            out.append(
+                f"lazy vs dense (n = {r['n']:,}, tol 1e-9): max |transform diff| "
+                f"{r['max_abs_diff']:.2e} <= 1e-6: {'PASS' if ok else 'FAIL'}"
+            )
+        else:
+            ok = r["fit_transform_s"] < 600 and r["peak_rss_gb"] < 4
+            out.append(
+                f"lazy fit + transform at n = m = {r['n']:,}, d = {r['d']}: "
+                f"{r['fit_transform_s']:.0f} s (fit {r['fit_s']:.0f} s, "
+                f"{r['n_iter']} iterations, converged {r['converged']}, "
+                f"{r['choice']}), peak RSS {r['peak_rss_gb']:.2f} GB; under 600 s "
+                f"and 4 GB: {'PASS' if ok else 'FAIL'}"
+            )
+    real = [r for r in rows if r["part"] == "real"]
+    if real:
+        out.append(
+            "== real pairs: SROTransport(reg) defaults against POT sinkhorn_log at "
+            "the same eps (gap: relative cost gap to ot.emd)"
+        )
+        table = []
+        for r in real:
+            if r["method"] != SROT:
+                continue
+            pot = next(
+                p
+                for p in real
+                if p["pair"] == r["pair"] and p["reg"] == r["reg"] and p is not r
+            )
+            table.append(
+                {
+                    "pair": r["pair"],
+                    "n": r["n"],
+                    "m": r["m"],
+                    "d": r["d"],
+                    "reg": r["reg"],
+                    "gap_eot": pot["gap"],
+                    "gap_srot": r["gap"],
+                    "ratio": r["gap"] / pot["gap"] if pot["gap"] > 0 else np.nan,
+                    "choice": r["choice"],
+                    "seconds": r["seconds"],
+                    "n_iter": r["n_iter"],
+                    "converged": r["converged"],
+                }
+            )
+        out.append(format_table(table, digits=3))
+        slow = [t for t in table if not (t["converged"] and t["seconds"] < 10)]
+        ratios = np.array([t["ratio"] for t in table])
+        out.append(
+            f"real pairs: converged in under 10 s in {len(table) - len(slow)} of "
+            f"{len(table)} fits; gap ratio < 1 in {int(np.sum(ratios < 1 - 1e-9))}, "
+            f"= 1 (entropic fallback) in "
+            f"{sum(t['choice'] == 'entropic' for t in table)}, <= 0.7 in "
+            f"{int(np.sum(ratios <= 0.7))} of {len(table)}"
+        )
+    speed = [r for r in rows if r["part"] == "speed"]
+    if speed:
+        out.append(
+            "== speed: ms per iteration, setup (cost, reference) included, "
+            f"{speed[0]['n_iter']} fixed iterations, d = {speed[0]['d']}"
+        )
+        out.append(format_table(speed, columns=["n", "method", "ms_per_iter"]))
+        for n in sorted({r["n"] for r in speed}):
+            by = {r["method"]: r["ms_per_iter"] for r in speed if r["n"] == n}
+            ratio = by[SROT_FIXED] / by["POT torch sinkhorn"]
+            out.append(
+                f"speed n = {n:,}: SROT / POT plain = {ratio:.2f} (target <= 1.5): "
+                f"{'PASS' if ratio <= 1.5 else 'FAIL'}; SROT / POT log = "
+                f"{by[SROT_FIXED] / by['POT torch sinkhorn_log']:.2f}"
+            )
+    return out
+
+
 def report(rows):
     """The run's status, all tables, then SROT's cost-gap check."""
     out = []
@@ -908,6 +1248,7 @@ def report(rows):
     meta = next((r for r in rows if r["part"] == "meta"), None)
     out += meta_line(rows) + status_lines(rows)
     rows = data_rows(rows)
+    out += _new_parts_report(rows)
     scale = [r for r in rows if r["part"] == "scale"]
     if scale:
         out.append(
