@@ -39,6 +39,18 @@ n = 500 and {0.1, 0.3, 1.0} at n = 1000.
 
 Also run (each a ``part`` of the rows):
 
+- ``lazy``: ``coupling="lazy"`` against ``"dense"`` at n = 2,000, d = 10
+  (tol 1e-9; largest difference of ``transform`` on fitted and new points),
+  then one lazy default fit plus ``transform`` at n = m = 50,000, d = 10,
+  with the process's peak resident memory (run first for that reason).
+- ``real``: ``SROTransport(reg)`` with its defaults on the real pairs of
+  :func:`skml.datasets.load_point_cloud_pairs` (reg 0.01, 0.05, 0.2, 1), its
+  time, iterations, convergence and the reference "auto" chose, against
+  POT's ``sinkhorn_log`` at the same eps; both scored against ``ot.emd``.
+- ``speed``: milliseconds per iteration, setup included, over 50 fixed
+  iterations at n = 2,000 and 10,000, d = 10: SROT with one fixed reference
+  against POT's plain and log-domain ``ot.sinkhorn`` on torch tensors.
+
 - ``options``: the reference options, ``reference_smoothing`` x ``beta`` x
   ``n_projections``, at n = 1000, d in {2, 10, 50}, reg in {0.03, 0.1, 0.3,
   1.0}; ranked by the geometric mean over the larger half (reg >= 0.1) of
@@ -50,8 +62,11 @@ Also run (each a ``part`` of the rows):
   (each refinement re-solves with ``(1 - s) P + s a b'`` as the reference,
   ``s = reference_smoothing``, as ``SROTransport(n_refinements=k)`` does;
   cumulative time).
-- ``front``: POT ``sinkhorn_log`` and SROT over a decreasing reg grid at the
-  same (n, d): the error-versus-time front.
+- ``front``: POT ``sinkhorn_log``, POT ``sinkhorn_epsilon_scaling``, GeomLoss
+  ``SamplesLoss("sinkhorn")`` and ``SROTransport(reg)`` defaults over a
+  decreasing reg grid, on the refinements' mixtures and on the digits pair:
+  plan L1 error, cost gap and plan entropy against seconds, read at equal
+  time (Pareto dominance) and at equal entropy (interpolated).
 - ``scale``: one ``SROTransport()`` fit at n = m = 10,000, d = 10 (target
   on a CPU: under 5 minutes and 12 GB), with its peak resident memory;
   run it alone with ``python -m skml bench srot --part scale``.
@@ -118,6 +133,9 @@ EOT = "EOT (skml)"
 REF = "sliced reference"
 SROT = "SROT"
 SROT_FIXED = "SROT (fixed options)"
+EOT_SCALING = "EOT (POT sinkhorn_epsilon_scaling)"
+SCALING = "sinkhorn_epsilon_scaling"
+GEOMLOSS = "EOT (GeomLoss)"
 
 
 def default_options():
@@ -180,16 +198,18 @@ def _problem(Xs, Xt):
 def _score(prob, P):
     P = np.asarray(P, dtype=np.float64)
     marg = np.abs(P.sum(1) - prob["a"]).sum() + np.abs(P.sum(0) - prob["b"]).sum()
+    positive = P[P > 0]
     return {
         "l1": float(np.abs(P - prob["P0"]).sum()),
         "gap": float((np.sum(prob["C"] * P) - prob["c0"]) / prob["c0"]),
         "marginal_err": float(marg),
+        # the plan's entropy, for comparisons at equal blur
+        "entropy": float(-np.sum(positive * np.log(positive))),
     }
 
 
-def _eot_pot(prob, eps, device="cpu"):
+def _eot_pot(prob, eps, device="cpu", method="sinkhorn_log"):
     import ot
-    import torch
 
     a, b, C = (torch.as_tensor(prob[k], device=device) for k in ("a", "b", "C"))
     start = time.perf_counter()
@@ -199,7 +219,7 @@ def _eot_pot(prob, eps, device="cpu"):
         b,
         C,
         eps,
-        method="sinkhorn_log",
+        method=method,
         stopThr=TOL,
         numItermax=MAX_ITER,
         log=True,
@@ -268,7 +288,7 @@ def _geomloss_plan(prob, eps, device="cpu"):
         "sinkhorn", p=2, blur=blur, scaling=0.9, debias=False, potentials=True
     )
     start = time.perf_counter()
-    f, g = loss(a, x, b, y)
+    f, g = (p.reshape(-1) for p in loss(a, x, b, y))
     C = torch.as_tensor(prob["C"], device=device) / 2.0
     logP = (f[:, None] + g[None, :] - C) / (eps / 2.0)
     P = (a[:, None] * b[None, :] * torch.exp(logP)).cpu().numpy()
@@ -550,27 +570,30 @@ def run_refinements(
     return rows, prob
 
 
-def run_front(
-    prob, regs=FRONT_REGS, device="cpu", seed=0, options=None, srot_min_reg=0.01
-):
-    """POT sinkhorn_log and SROT over a decreasing reg grid: ``part="front"``.
-
-    SROT runs only at ``reg >= srot_min_reg`` (it is slow at the smallest
-    regs and not better there).
+def run_front(prob, regs=FRONT_REGS, device="cpu", geomloss=False, srot_min_reg=0.0):
+    """Entropic OT (POT ``sinkhorn_log``, POT ``sinkhorn_epsilon_scaling``,
+    GeomLoss) and ``SROTransport(reg)`` defaults over a decreasing reg grid:
+    rows with ``part="front"`` (plan L1 error, cost gap, plan entropy,
+    seconds), from which the error-versus-time and error-versus-entropy
+    fronts are read.
     """
     device = device_name(device)
-    options = default_options() if options is None else options
     n, d = prob["Xs"].shape
+    name = prob.get("name", "mixtures")
     rows = []
-    R, ref_s = _reference(prob, options, seed, device)
     for reg in progress(regs, desc="srot front"):
         eps = reg * prob["median"]
-        P, s, it = _eot_pot(prob, eps, device)
-        rows.append(_row("front", n, d, reg, EOT_POT, _score(prob, P), s, it))
+        runs = [(EOT_POT, _eot_pot, (prob, eps, device))]
+        runs.append((EOT_SCALING, _eot_pot, (prob, eps, device, SCALING)))
+        if geomloss:
+            runs.append((GEOMLOSS, _geomloss_plan, (prob, eps, device)))
         if reg >= srot_min_reg:
-            P, s, it = _srot(prob, eps, R, device)
-            score = _score(prob, P)
-            rows.append(_row("front", n, d, reg, SROT, score, ref_s + s, it))
+            runs.append((SROT, _srot_defaults, (prob, reg, 0, device)))
+        for method, func, args in runs:
+            P, s, it = func(*args)[:3]
+            rows.append(
+                _row("front", n, d, reg, method, _score(prob, P), s, it, pair=name)
+            )
     return rows
 
 
@@ -851,9 +874,15 @@ def _part_refine(ctx, **config):
     return rows
 
 
-def _part_front(ctx, regs, refine):
+def _part_front(ctx, regs, refine, real=True):
     _, prob = _refinements(ctx, refine)
-    return run_front(prob, regs=regs, device=ctx.device, options=ctx.params["options"])
+    geomloss = ctx.peer("GeomLoss", "geomloss", "pip install geomloss")
+    rows = run_front(prob, regs=regs, device=ctx.device, geomloss=geomloss)
+    if real:
+        pair = load_point_cloud_pairs()["digits"]
+        digits = {**_problem(pair.Xs, pair.Xt), "name": "digits"}
+        rows += run_front(digits, regs=regs, device=ctx.device, geomloss=geomloss)
+    return rows
 
 
 QUICK_REFINE = {"n": 500, "regs": (0.1,), "k_max": 3}
@@ -933,8 +962,8 @@ BENCHMARK = Benchmark(
             "front",
             _part_front,
             full={"regs": FRONT_REGS + (0.003,), "refine": {}},
-            quick={"regs": (1.0, 0.3, 0.1), "refine": QUICK_REFINE},
-            help="error-versus-time front: POT sinkhorn_log and SROT over reg",
+            quick={"regs": (1.0, 0.3, 0.1), "refine": QUICK_REFINE, "real": False},
+            help="error-versus-time front: POT, GeomLoss and SROT over reg",
         ),
     ],
     description="SROT against entropic OT, the sliced reference plan and exact OT",
@@ -1163,6 +1192,58 @@ def _front_summary(rows):
     return "\n".join(lines)
 
 
+def _front_comparison(rows):
+    """SROT's fronts against each entropic solver's: at equal time (Pareto
+    dominance) and at equal plan entropy (the peer's L1 error interpolated
+    between the two front points that bracket SROT's entropy)."""
+    front = [r for r in rows if r["part"] == "front"]
+    lines = []
+    for pair in sorted({r["pair"] for r in front}):
+        mine = [r for r in front if r["pair"] == pair and r["method"] == SROT]
+        for peer in (EOT_POT, EOT_SCALING, GEOMLOSS):
+            theirs = [r for r in front if r["pair"] == pair and r["method"] == peer]
+            if not theirs or not mine:
+                continue
+            # time: Pareto dominance (a peer run at most as long with a lower
+            # L1 error); entropy: the peer's L1 interpolated at SROT's entropy
+            ahead = sum(
+                not any(
+                    p["seconds"] <= r["seconds"] and p["l1"] <= r["l1"] for p in theirs
+                )
+                for r in mine
+            )
+            lines.append(
+                f"front {pair}, time: {ahead} of {len(mine)} SROT runs are not "
+                f"dominated by {peer} (no run of it at most as long with a lower "
+                "plan L1 error)"
+            )
+            below = above = unknown = 0
+            for r in mine:
+                peer_l1 = _interpolate(theirs, "entropy", r["entropy"])
+                if peer_l1 is None:
+                    unknown += 1
+                elif r["l1"] < peer_l1:
+                    below += 1
+                else:
+                    above += 1
+            lines.append(
+                f"front {pair}, equal entropy: SROT's L1 below {peer}'s in {below}, "
+                f"above in {above}, outside its entropy range in {unknown} of "
+                f"{len(mine)} regs"
+            )
+    return lines
+
+
+def _interpolate(points, axis, value):
+    pts = sorted(points, key=lambda r: r[axis])
+    for lo, hi in zip(pts, pts[1:]):
+        if lo[axis] <= value <= hi[axis]:
+            x0, x1, x = lo[axis], hi[axis], value
+            w = 0.0 if x1 == x0 else (x - x0) / (x1 - x0)
+            return (1 - w) * lo["l1"] + w * hi["l1"]
+    return None
+
+
 def _new_parts_report(rows):
     out = []
     lazy = [r for r in rows if r["part"] == "lazy"]
@@ -1306,10 +1387,18 @@ def report(rows):
             mono.append(f"reg {reg:g}: {word}")
         out.append("L1 over refinements: " + "; ".join(mono))
     if any(r["part"] == "front" for r in rows):
-        out.append("\n== error-vs-time front (same n, d as the refinements)")
         out.append(
-            _simple(rows, "front", ["reg", "method", "l1", "gap", "seconds", "n_iter"])
+            "\n== fronts: plan L1 error and cost gap to ot.emd against seconds and "
+            "against the plan's entropy (mixtures: same n, d as the refinements)"
         )
+        out.append(
+            _simple(
+                rows,
+                "front",
+                ["pair", "reg", "method", "l1", "gap", "entropy", "seconds", "n_iter"],
+            )
+        )
+        out += _front_comparison(rows)
         if any(r["part"] == "refine" for r in rows):
             out.append(_front_summary(rows))
     if any(r["part"] == "grid" for r in rows):

@@ -21,6 +21,8 @@ import warnings
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
+from ._sliced import _pair_costs
+
 # Absorb the scalings into the kernel once they leave [e^-LIMIT, e^LIMIT].
 _ABSORB_LIMIT = 30.0
 # Epsilon scaling: divide eps by this factor per stage, from the cost range.
@@ -97,8 +99,9 @@ class TransportKernel:
             self.s_cost = (
                 cost[rows, cols]
                 if cost is not None
-                else _pair_cost(points[0][rows], points[1][cols], points[2])
+                else _pair_costs(points[0], points[1], rows, cols, points[2])
             )
+            self._by_row = None
         else:
             self.s_rows = None
         self.eps = None
@@ -246,7 +249,14 @@ class TransportKernel:
             if P is None:
                 P = x.new_zeros(r1 - r0, self.m)
             if self.s_rows is not None:
-                inside = (self.s_rows >= r0) & (self.s_rows < r1)
+                if self._by_row is None:
+                    # the entries sorted by row, to slice out each block's
+                    self._by_row = torch.argsort(self.s_rows)
+                    self._sorted_rows = self.s_rows[self._by_row]
+                lo, hi = torch.searchsorted(
+                    self._sorted_rows, torch.tensor([r0, r1], device=x.device)
+                ).tolist()
+                inside = self._by_row[lo:hi]
                 P.index_put_(
                     (self.s_rows[inside] - r0, self.s_cols[inside]),
                     self.s_val[inside],
@@ -262,12 +272,6 @@ def _block_cost(X, Y, metric):
     sq += torch.sum(X * X, dim=1)[:, None]
     sq.clamp_(min=0.0)
     return sq if metric == "sqeuclidean" else sq.sqrt_()
-
-
-def _pair_cost(X, Y, metric):
-    diff = X - Y
-    sq = torch.sum(diff * diff, dim=1)
-    return sq if metric == "sqeuclidean" else torch.sqrt(sq)
 
 
 def solve(

@@ -549,7 +549,7 @@ class SROTransport(
                     n_projections=self.n_projections,
                     metric=self.metric,
                     seed=None,
-                    directions=sliced.plans.directions,
+                    directions=sliced.directions,
                 )
                 choice, costs, it, (f_sub, _) = select_reference(
                     sub_a,
@@ -601,7 +601,7 @@ class SROTransport(
             self.reference_ = "sliced"
             self.beta_, self.reference_smoothing_ = choice
             smoothing, sparse = self.reference_smoothing_, sliced.sparse(self.beta_)
-        directions = None if sliced is None else sliced.plans.directions
+        directions = None if sliced is None else sliced.directions
         sliced = None  # the slice tables are O(L (n + m)): free them first
         kernel, out = solve_reference(
             a,

@@ -216,9 +216,107 @@ def test_srot_helpers_accept_auto():
     rows, prob = srot.run_refinements(n=30, d=2, regs=(1.0,), k_max=1, device="auto")
     front = srot.run_front(prob, regs=(1.0,), device="auto")
     assert [r["k"] for r in rows] == [0, 1]
-    assert {r["method"] for r in front} == {srot.EOT_POT, srot.SROT}
+    assert {r["method"] for r in front} == {srot.EOT_POT, srot.EOT_SCALING, srot.SROT}
     # a plan's L1 distance to another plan is at most 2
     assert all(0 <= r["l1"] <= 2 for r in rows + front)
+
+
+def test_srot_report_of_the_new_parts():
+    # the report reads every row kind of the real, speed, lazy and front parts
+    from skml.benchmarks import srot
+
+    real = [
+        {
+            "part": "real",
+            "pair": "p",
+            "n": 5,
+            "m": 6,
+            "d": 2,
+            "reg": 0.1,
+            "method": srot.EOT_POT,
+            "gap": 0.2,
+            "seconds": 0.1,
+            "n_iter": 3,
+        },
+        {
+            "part": "real",
+            "pair": "p",
+            "n": 5,
+            "m": 6,
+            "d": 2,
+            "reg": 0.1,
+            "method": srot.SROT,
+            "gap": 0.1,
+            "seconds": 0.2,
+            "n_iter": 4,
+            "choice": "entropic",
+            "converged": True,
+        },
+    ]
+    speed = [
+        {
+            "part": "speed",
+            "n": 10,
+            "d": 2,
+            "method": method,
+            "ms_per_iter": ms,
+            "n_iter": 50,
+        }
+        for method, ms in (
+            ("POT torch sinkhorn", 1.0),
+            ("POT torch sinkhorn_log", 4.0),
+            (srot.SROT_FIXED, 2.0),
+        )
+    ]
+    lazy = [
+        {
+            "part": "lazy",
+            "n": 10,
+            "d": 2,
+            "method": "lazy vs dense",
+            "max_abs_diff": 1e-9,
+        },
+        {
+            "part": "lazy",
+            "n": 10,
+            "d": 2,
+            "method": srot.SROT,
+            "fit_s": 1.0,
+            "fit_transform_s": 1.5,
+            "n_iter": 7,
+            "choice": "entropic",
+            "converged": True,
+            "peak_rss_gb": 0.5,
+        },
+    ]
+    front = [
+        {
+            "part": "front",
+            "pair": "p",
+            "reg": reg,
+            "method": method,
+            "l1": l1,
+            "gap": 0.1,
+            "entropy": h,
+            "seconds": t,
+            "n_iter": 1,
+        }
+        for reg, method, l1, h, t in (
+            (1.0, srot.EOT_POT, 1.9, 10.0, 0.1),
+            (0.1, srot.EOT_POT, 1.5, 6.0, 0.5),
+            (1.0, srot.SROT, 1.7, 8.0, 0.2),
+        )
+    ]
+    text = "\n".join(srot._new_parts_report(real + speed + lazy))
+    assert "gap ratio < 1 in 1" in text and "= 1 (entropic fallback) in 1" in text
+    assert "SROT / POT plain = 2.00" in text and "FAIL" in text
+    assert "max |transform diff| 1.00e-09 <= 1e-6: PASS" in text
+    lines = srot._front_comparison(front)
+    # SROT (1.7 at 0.2 s) is not dominated; at entropy 8 POT's L1 is 1.7
+    assert any("1 of 1 SROT runs are not dominated" in line for line in lines)
+    assert any(
+        "below EOT (POT sinkhorn_log)'s in 0, above in 1" in line for line in lines
+    )
 
 
 def test_bench_help_lists_benchmarks_and_parts(capsys):
