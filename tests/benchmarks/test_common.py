@@ -209,6 +209,9 @@ def test_cli_device_auto(tmp_path, monkeypatch, capsys):
     assert "Unknown device" in capsys.readouterr().err
 
 
+# POT's epsilon scaling (a front peer) does not converge on 30 points in its
+# 20 capped stages; the test is about devices, not about POT's convergence.
+@pytest.mark.filterwarnings("ignore:Sinkhorn did not converge:UserWarning")
 def test_srot_helpers_accept_auto():
     # POT's tensors were once created with device="auto" and raised.
     from skml.benchmarks import srot
