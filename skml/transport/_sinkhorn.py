@@ -102,8 +102,13 @@ class TransportKernel:
                 else _pair_costs(points[0], points[1], rows, cols, points[2])
             )
             self._by_row = None
+            # dense mode adds S into the stored kernel: one pass per product
+            self.s_flat = None if self.lazy else rows * self.m + cols
         else:
             self.s_rows = None
+        # S is folded into the stored kernel (dense mode) or scattered per
+        # product (lazy mode)
+        self.folded = self.s_rows is not None and not self.lazy
         self.eps = None
         self.u0 = torch.zeros_like(a)
         self.v0 = torch.zeros_like(b)
@@ -152,8 +157,32 @@ class TransportKernel:
                 u0[self.s_rows] + v0[self.s_cols] - self.s_cost / self.eps
             )
         if not self.lazy:
-            self._dense = None  # free before allocating the new one
-            self._dense = self._dense_block(0, self.n)
+            self._set_dense()
+
+    def _set_dense(self):
+        """Store the kernel, reusing its buffer (a fresh n x m allocation
+        costs page faults), in three passes: scaled cost plus row terms,
+        column terms, exp; the sparse part added last."""
+        if self.log_ref is None and self.alpha <= 0 and not self.folded:
+            self._dense = None
+            return
+        if self._dense is None:
+            self._dense = self.cost.new_empty(self.n, self.m)
+        out = self._dense
+        if self.log_ref is not None:
+            torch.add(self.log_ref, self.cost, alpha=-1.0 / self.eps, out=out)
+            out += self.u0[:, None]
+            out += self.v0[None, :]
+            out.exp_()
+        elif self.alpha > 0:
+            row = math.log(self.alpha) + self.log_a + self.u0
+            torch.add(row[:, None], self.cost, alpha=-1.0 / self.eps, out=out)
+            out += (self.log_b + self.v0)[None, :]
+            out.exp_()
+        else:
+            out.zero_()
+        if self.folded:
+            out.view(-1).index_add_(0, self.s_flat, self.s_val)
 
     def mv(self, y):
         """``K y``."""
@@ -165,7 +194,7 @@ class TransportKernel:
                 out[r0:r1] = 0.0 if blk is None else blk @ y
         else:
             out = self._dense @ y if self._dense is not None else y.new_zeros(self.n)
-        if self.s_rows is not None:
+        if self.s_rows is not None and not self.folded:
             out.index_add_(0, self.s_rows, self.s_val * y[self.s_cols])
         return out
 
@@ -180,7 +209,7 @@ class TransportKernel:
                     out += x[r0:r1] @ blk
         else:
             out = x @ self._dense if self._dense is not None else x.new_zeros(self.m)
-        if self.s_rows is not None:
+        if self.s_rows is not None and not self.folded:
             out.index_add_(0, self.s_cols, self.s_val * x[self.s_rows])
         return out
 
@@ -248,7 +277,7 @@ class TransportKernel:
             )  # the stored kernel must survive
             if P is None:
                 P = x.new_zeros(r1 - r0, self.m)
-            if self.s_rows is not None:
+            if self.s_rows is not None and not self.folded:
                 if self._by_row is None:
                     # the entries sorted by row, to slice out each block's
                     self._by_row = torch.argsort(self.s_rows)
@@ -551,7 +580,8 @@ def sinkhorn_log(
 
 
 def dense_plan(kernel, x, y):
-    """The whole (n, m) plan of a kernel and its scalings."""
+    """The whole (n, m) plan of a dense kernel and its scalings (a lazy
+    kernel's blocks share one buffer)."""
     return torch.cat([P for _, _, P, _ in kernel.plan_blocks(x, y)], dim=0)
 
 

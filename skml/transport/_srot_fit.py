@@ -20,7 +20,7 @@ AUTO_PAIRS = ((100.0, 0.001), (3.0, 0.001), (3.0, 0.5))
 # and solves the chosen reference once on all points.
 SELECT_POINTS = 2000
 # Pairs of points sampled for the median cost when n * m is larger.
-MEDIAN_PAIRS = 1_000_000
+MEDIAN_PAIRS = 100_000
 # Bytes for the temporaries of one block of a lazy kernel.
 BLOCK_MEMORY = 2**28
 # Slices sorted at once while building the sliced reference.

@@ -164,8 +164,10 @@ def test_lazy_kernel_products_equal_the_dense_ones():
     a, b = torch.as_tensor(a / a.sum()), torch.as_tensor(b / b.sum())
     X, Y = torch.as_tensor(X), torch.as_tensor(Y)
     C = torch.as_tensor(ot.dist(X.numpy(), Y.numpy()))
-    rows, cols = torch.tensor([0, 5, 69]), torch.tensor([3, 3, 49])
-    sparse = (rows, cols, torch.tensor([0.2, 0.3, 0.5], dtype=torch.float64))
+    # (0, 3) twice: duplicate entries add up
+    rows, cols = torch.tensor([0, 5, 69, 0]), torch.tensor([3, 3, 49, 3])
+    values = torch.tensor([0.2, 0.3, 0.4, 0.1], dtype=torch.float64)
+    sparse = (rows, cols, values)
     u, v = torch.as_tensor(rng.normal(size=70)), torch.as_tensor(rng.normal(size=50))
     dense = TransportKernel(a, b, cost=C, alpha=0.3, sparse=sparse)
     # a small block budget: several row blocks
@@ -183,9 +185,24 @@ def test_lazy_kernel_products_equal_the_dense_ones():
     )
     # the kernel is R exp(-C / eps + u + v), R = alpha a b' + (1 - alpha) S
     R = 0.3 * np.outer(a, b)
-    R[[0, 5, 69], [3, 3, 49]] += 0.7 * np.array([0.2, 0.3, 0.5])
+    np.add.at(R, (rows.numpy(), cols.numpy()), 0.7 * values.numpy())
     K = R * np.exp(-C.numpy() / 0.5 + u.numpy()[:, None] + v.numpy()[None, :])
     np.testing.assert_allclose(dense.mv(y).numpy(), K @ y.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(dense.rmv(x).numpy(), x.numpy() @ K, rtol=1e-12)
+    # the plan x_i K_ij y_j, S counted once in the dense and the lazy form
+    for kernel in (dense, lazy):
+        # clone: lazy blocks reuse one buffer
+        plan = torch.cat([P.clone() for _, _, P, _ in kernel.plan_blocks(x, y)])
+        np.testing.assert_allclose(
+            plan.numpy(), x.numpy()[:, None] * K * y.numpy()[None, :], rtol=1e-12
+        )
+    # a pure sliced reference (alpha = 0): only S
+    only = TransportKernel(a, b, cost=C, alpha=0.0, sparse=sparse)
+    only.set_scale(0.5, u, v)
+    S = np.zeros((70, 50))
+    np.add.at(S, (rows.numpy(), cols.numpy()), values.numpy())
+    K0 = S * np.exp(-C.numpy() / 0.5 + u.numpy()[:, None] + v.numpy()[None, :])
+    np.testing.assert_allclose(only.mv(y).numpy(), K0 @ y.numpy(), rtol=1e-12)
 
 
 def test_max_iter_warning_says_how_far_it_got():
