@@ -8,6 +8,7 @@ written reason why it fails.
 from skml.attention import NWAttentionRegressor
 from skml.calibration import MCBoostClassifier, MCBoostRegressor
 from skml.decomposition import NonlinearFactorModel
+from skml.finetune import GRASPFineTuner
 from skml.impute import NonlinearFactorImputer
 from skml.online import COCOClassifier, COCOLearner
 from skml.transport import SROTransport
@@ -60,6 +61,14 @@ EXPECTED_FAILED = {
         ),
     },
 }
+
+
+# Non-default configurations that must pass the checks too (issue 17: the
+# estimators trained by skml.optim's symmetry-compatible optimizer).
+EXTRA_INSTANCES = [
+    NWAttentionRegressor(optimizer="symmetry"),
+    GRASPFineTuner(optimizer="symmetry"),
+]
 
 
 def make_instance(cls):

@@ -15,14 +15,14 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 import skml
 from skml.utils import DeviceFallbackWarning, all_estimators, find_tensors
 
-from ._instances import expected_failed_checks, make_instance
+from ._instances import EXTRA_INSTANCES, expected_failed_checks, make_instance
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 ESTIMATORS = all_estimators()
 
 
 @parametrize_with_checks(
-    [make_instance(cls) for _, cls in ESTIMATORS],
+    [make_instance(cls) for _, cls in ESTIMATORS] + EXTRA_INSTANCES,
     expected_failed_checks=expected_failed_checks,
 )
 def test_sklearn_compatible(estimator, check):

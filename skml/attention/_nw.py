@@ -24,11 +24,13 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from ..optim import OPTIMIZER_NAMES
 from ..utils import TorchEstimatorMixin, to_numpy, to_tensor, weighted_quantile
 from ._diversity import head_diversity_index
 from ._nw_kernels import (
     _effective,
     _gradient_outer_product,
+    _is_lbfgs,
     _loo_heads,
     _predict_heads,
     _train,
@@ -156,10 +158,22 @@ class NWAttentionRegressor(
         ``"lbfgs"``: full-batch L-BFGS with a strong Wolfe line search;
         ``"adam"``: mini-batches of ``batch_size`` queries, ``max_iter``
         epochs.
-    optimizer : torch.optim.Optimizer subclass or None, default=None
-        Replaces the solver's optimizer (instantiated as ``optimizer(params,
-        lr=learning_rate)``); an L-BFGS subclass runs the full-batch loop,
-        any other class the mini-batch loop.
+    optimizer : {"adam", "adamw", "sgd", "muon", "symmetry"}, \
+            torch.optim.Optimizer subclass or None, default=None
+        Replaces the solver's optimizer; anything but an L-BFGS subclass
+        runs the mini-batch loop with ``lr=learning_rate``. ``"muon"``: the
+        polar (orthogonalised) update of each head's projection, AdamW on
+        the output layer. ``"symmetry"``: the update that matches each
+        head's symmetry (:mod:`skml.optim`): the kernel sees ``W_h`` only
+        through distances, so it is invariant under rotations ``W_h -> Q
+        W_h`` of the head's subspace, and the column norm (each input
+        feature's weights in the head scaled to unit norm) is equivariant
+        under them; AdamW on the output layer. Both take AdamW-sized
+        learning rates (:class:`skml.optim.BlockOptimizer`). A class is
+        instantiated as ``optimizer(param_groups, lr=learning_rate,
+        **optimizer_kwargs)``.
+    optimizer_kwargs : dict or None, default=None
+        Further keyword arguments of the optimizer.
     learning_rate : float, default=0.02
         Step size of the mini-batch optimizer.
     max_iter : int, default=200
@@ -310,7 +324,8 @@ class NWAttentionRegressor(
         ],
         "standardize": ["boolean"],
         "solver": [StrOptions({"lbfgs", "adam"})],
-        "optimizer": [type, None],
+        "optimizer": [type, StrOptions(set(OPTIMIZER_NAMES)), None],
+        "optimizer_kwargs": [dict, None],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "max_iter": [Interval(Integral, 0, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
@@ -341,6 +356,7 @@ class NWAttentionRegressor(
         standardize=True,
         solver="lbfgs",
         optimizer=None,
+        optimizer_kwargs=None,
         learning_rate=0.02,
         max_iter=200,
         tol=1e-6,
@@ -367,6 +383,7 @@ class NWAttentionRegressor(
         self.standardize = standardize
         self.solver = solver
         self.optimizer = optimizer
+        self.optimizer_kwargs = optimizer_kwargs
         self.learning_rate = learning_rate
         self.max_iter = max_iter
         self.tol = tol
@@ -406,7 +423,7 @@ class NWAttentionRegressor(
             y_numeric=True,
             ensure_min_samples=2,
         )
-        if self.optimizer is not None and not issubclass(
+        if isinstance(self.optimizer, type) and not issubclass(
             self.optimizer, torch.optim.Optimizer
         ):
             raise TypeError(
@@ -797,11 +814,17 @@ class NWAttentionRegressor(
             return None
         return val
 
-    def _optimizer_class(self):
-        """The optimizer class that ``solver`` or ``optimizer`` names."""
-        if self.optimizer is not None:
-            return self.optimizer
-        return torch.optim.LBFGS if self.solver == "lbfgs" else torch.optim.Adam
+    def _optimizer_spec(self):
+        """The optimizer ``solver`` or ``optimizer`` names, and its kwargs."""
+        kwargs = dict(self.optimizer_kwargs or {})
+        if self.optimizer is None:
+            spec = torch.optim.LBFGS if self.solver == "lbfgs" else "adam"
+        else:
+            spec = self.optimizer
+        if spec == "symmetry":
+            # the heads' block: rotations of the subspace are its symmetry
+            kwargs = {"rules": {"matrix": "col_norm"}, **kwargs}
+        return spec, kwargs
 
     def _train(self, V0, X, Y, sw, rng, max_iter, degree, val):
         """Run the LOO training kernel on numpy rows; numpy results.
@@ -828,9 +851,9 @@ class NWAttentionRegressor(
                 to_tensor(Y[val], dev),
                 to_tensor(sw[val] / sw[val].sum(), dev),
             )
-        optimizer = self._optimizer_class()
+        optimizer, optimizer_kwargs = self._optimizer_spec()
         seed = None
-        if max_iter > 0 and not issubclass(optimizer, torch.optim.LBFGS):
+        if max_iter > 0 and not _is_lbfgs(optimizer):
             seed = int(rng.randint(2**31))
         result = _train(
             to_tensor(V0, dev),
@@ -846,6 +869,7 @@ class NWAttentionRegressor(
             output=self.output,
             diversity_penalty=self.diversity_penalty,
             optimizer=optimizer,
+            optimizer_kwargs=optimizer_kwargs,
             learning_rate=self.learning_rate,
             batch_size=self.batch_size,
             max_iter=max_iter,

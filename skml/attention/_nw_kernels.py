@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..optim import make_optimizer
+
 # Ridge on the local covariance of the local-linear fit, relative to its trace.
 _LOCAL_RIDGE = 1e-3
 # Kernel width of the gradient init: h^2 = median squared distance / this.
@@ -334,6 +336,7 @@ def _train(
     n_iter_no_change,
     chunk,
     seed=None,
+    optimizer_kwargs=None,
 ):
     """Train the projections by minimising the leave-one-out squared error.
 
@@ -357,9 +360,13 @@ def _train(
         the best score.
     kernel, degree, bandwidth, output, diversity_penalty : settings
         As the estimator's parameters of the same names.
-    optimizer : torch.optim.Optimizer subclass
+    optimizer : str or torch.optim.Optimizer subclass
         An L-BFGS subclass runs full-batch steps (strong Wolfe line search);
-        any other class runs mini-batch epochs with ``lr=learning_rate``.
+        any other optimizer (:func:`skml.optim.make_optimizer`: a name or a
+        class) runs mini-batch epochs with ``lr=learning_rate``; V is the
+        ``"matrix"`` block, the output layer the ``"vector"`` one.
+    optimizer_kwargs : dict or None, default=None
+        Further keyword arguments of the optimizer.
     learning_rate : float
     batch_size : int or None
         Queries per mini-batch step; None means all.
@@ -445,15 +452,18 @@ def _train(
             pen.backward()
         return total + float(pen.detach())
 
-    if issubclass(optimizer, torch.optim.LBFGS):
+    if _is_lbfgs(optimizer):
         opt = optimizer(
             params,
-            max_iter=1,  # one iteration per step: loss_curve_, tol
-            max_eval=25,  # (max_eval defaults to 1 then: no line search)
-            line_search_fn="strong_wolfe",
-            history_size=20,
-            tolerance_grad=1e-10,
-            tolerance_change=0.0,
+            **{
+                "max_iter": 1,  # one iteration per step: loss_curve_, tol
+                "max_eval": 25,  # (max_eval defaults to 1 then: no line search)
+                "line_search_fn": "strong_wolfe",
+                "history_size": 20,
+                "tolerance_grad": 1e-10,
+                "tolerance_change": 0.0,
+                **(optimizer_kwargs or {}),
+            },
         )
 
         def closure():
@@ -464,7 +474,10 @@ def _train(
             return float(opt.step(closure))
 
     else:
-        opt = optimizer(params, lr=learning_rate)
+        groups = [{"params": [V], "block": "matrix"}]
+        if output == "affine":
+            groups.append({"params": [out], "block": "vector"})
+        opt = make_optimizer(optimizer, groups, learning_rate, optimizer_kwargs)
         batch = n if batch_size is None else min(batch_size, n)
         # a CPU generator: the same mini-batches on every device
         gen = torch.Generator(device="cpu").manual_seed(seed)
@@ -516,3 +529,8 @@ def _train(
     if validation is not None:
         return TrainResult(best[1], best[2], curve, len(curve), scores, converged)
     return TrainResult(V.detach(), out.detach(), curve, len(curve), scores, converged)
+
+
+def _is_lbfgs(optimizer):
+    """Whether an optimizer spec runs the full-batch L-BFGS loop."""
+    return isinstance(optimizer, type) and issubclass(optimizer, torch.optim.LBFGS)

@@ -8,7 +8,13 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
+from sklearn.base import (
+    BaseEstimator,
+    ClassifierMixin,
+    RegressorMixin,
+    _fit_context,
+    is_classifier,
+)
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
@@ -20,6 +26,7 @@ from sklearn.utils.validation import (
 )
 from torch import nn
 
+from ..optim import OPTIMIZER_NAMES, BlockOptimizer, label_blocks, optimizer_class
 from ..utils import TorchEstimatorMixin, make_generator
 from ._callbacks import GRASPProjection
 from ._identify import identify_spurious_directions
@@ -191,8 +198,9 @@ class _BaseGRASP(TorchEstimatorMixin, BaseEstimator):
         "spurious_directions": ["array-like", None],
         "method": [StrOptions(set(METHODS))],
         "projection": [StrOptions({"weight", "activation_grad"})],
-        "optimizer": [StrOptions({"adam", "sgd"})],
-        "lr": [Interval(Real, 0, None, closed="neither")],
+        "optimizer": [StrOptions(set(OPTIMIZER_NAMES)), type],
+        "optimizer_kwargs": [dict, None],
+        "lr": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "momentum": [Interval(Real, 0, 1, closed="left")],
         "max_grad_norm": [None, Interval(Real, 0, None, closed="neither")],
         "naive_epochs": [
@@ -226,7 +234,8 @@ class _BaseGRASP(TorchEstimatorMixin, BaseEstimator):
         method="grasp",
         projection="weight",
         optimizer="sgd",
-        lr=0.5,
+        optimizer_kwargs=None,
+        lr="auto",
         momentum=0.9,
         max_grad_norm=1.0,
         naive_epochs="auto",
@@ -248,6 +257,7 @@ class _BaseGRASP(TorchEstimatorMixin, BaseEstimator):
         self.method = method
         self.projection = projection
         self.optimizer = optimizer
+        self.optimizer_kwargs = optimizer_kwargs
         self.lr = lr
         self.momentum = momentum
         self.max_grad_norm = max_grad_norm
@@ -467,12 +477,12 @@ class _BaseGRASP(TorchEstimatorMixin, BaseEstimator):
                 if not np.isfinite(loss):
                     raise _NaNLoss(len(net.history))
 
-        optimizer = torch.optim.Adam if self.optimizer == "adam" else torch.optim.SGD
+        optimizer, options = self._optimizer(module)
         net = NeuralNet(
             module,
             criterion=self._criterion,
             optimizer=optimizer,
-            lr=self.lr,
+            lr=self._lr(),
             max_epochs=epochs,
             batch_size=min(self._auto("batch_size"), len(y)),
             train_split=None,
@@ -481,11 +491,7 @@ class _BaseGRASP(TorchEstimatorMixin, BaseEstimator):
             iterator_train=_SliceBatches,
             iterator_train__shuffle=True,
             iterator_train__generator=torch.Generator().manual_seed(seed + 1),
-            **(
-                {"optimizer__momentum": self.momentum}
-                if self.optimizer == "sgd"
-                else {}
-            ),
+            **{f"optimizer__{key}": value for key, value in options.items()},
             callbacks=[
                 *callbacks,  # the projection first: clipping keeps the subspace
                 *(
@@ -514,6 +520,41 @@ class _BaseGRASP(TorchEstimatorMixin, BaseEstimator):
         for p in module.parameters():
             p.requires_grad_(False)
         return module, history
+
+    def _lr(self):
+        """``lr``, with ``"auto"``: 0.5 for SGD (the research prototype's),
+        0.01 for the adaptive and block optimizers (AdamW-sized steps)."""
+        if self.lr != "auto":
+            return self.lr
+        return 0.5 if self.optimizer == "sgd" else 0.01
+
+    def _optimizer(self, module):
+        """The optimizer class and its skorch ``optimizer__`` options."""
+        if isinstance(self.optimizer, type) and not issubclass(
+            self.optimizer, torch.optim.Optimizer
+        ):
+            raise TypeError(
+                "optimizer must be a name or a torch.optim.Optimizer subclass, "
+                f"got {self.optimizer!r}."
+            )
+        cls, options = optimizer_class(self.optimizer)
+        if self.optimizer == "sgd":
+            options["momentum"] = self.momentum
+        options.update(self.optimizer_kwargs or {})
+        if issubclass(cls, BlockOptimizer) and "param_groups" not in options:
+            # LoRA factors and trainable layers are matrices; a classifier's
+            # trainable head feeds a softmax (a shared logit shift is free)
+            options["param_groups"] = label_blocks(module, head=self._head(module))
+        return cls, options
+
+    def _head(self, module):
+        """The trainable softmax head's name, or None."""
+        if not is_classifier(self):
+            return None
+        head = dict(module.named_modules()).get("head")
+        if "head" in self._trainable() and isinstance(head, nn.Linear):
+            return "head" if head.out_features >= 2 else None
+        return None
 
     def _no_identification(self):
         self.identify_ = None
@@ -812,14 +853,24 @@ class GRASPFineTuner(ClassifierMixin, _BaseGRASP):
         writes the site directly it is the same projection, and it also stops
         every upstream parameter from learning through the directions; with
         Adam the parameters may leave the subspace (no re-projection).
-    optimizer : {"sgd", "adam"}, default="sgd"
+    optimizer : {"sgd", "adam", "adamw", "muon", "symmetry"} or \
+            torch.optim.Optimizer subclass, default="sgd"
         The defaults (SGD with momentum 0.9, learning rate 0.5, full batches
         up to 4,096 rows, 300 epochs a phase) are those of the research
         prototype; on the persona-drift organism the naive fine-tune with
         Adam (learning rate 0.01) learned a different solution, along which
         identification was weaker. With Adam, GRASP re-projects the
-        parameters after every step.
-    lr : float, default=0.5
+        parameters after every step. ``"muon"`` and ``"symmetry"`` are
+        :class:`skml.optim.BlockOptimizer` presets: the polar update on the
+        LoRA factors and trainable matrices, and with ``"symmetry"`` the
+        centred row norm on a classifier's trainable softmax ``head`` (its
+        logits are free to shift together); vectors take AdamW.
+    optimizer_kwargs : dict or None, default=None
+        Further keyword arguments of the optimizer (skorch's
+        ``optimizer__`` options, ``param_groups`` included).
+    lr : float or "auto", default="auto"
+        ``"auto"``: 0.5 with SGD, 0.01 with the other optimizers (AdamW-sized
+        steps; the block optimizers match AdamW's update size).
     momentum : float, default=0.9
         Momentum of ``optimizer="sgd"``.
     max_grad_norm : float or None, default=1.0
@@ -1001,8 +1052,10 @@ class GRASPRegressor(RegressorMixin, _BaseGRASP):
     method : {"grasp", "naive", "caft", "caft_inference", "ablate_inference", \
 "preventative"}, default="grasp"
     projection : {"weight", "activation_grad"}, default="weight"
-    optimizer : {"sgd", "adam"}, default="sgd"
-    lr : float, default=0.5
+    optimizer : {"sgd", "adam", "adamw", "muon", "symmetry"} or \
+            torch.optim.Optimizer subclass, default="sgd"
+    optimizer_kwargs : dict or None, default=None
+    lr : float or "auto", default="auto"
     momentum : float, default=0.9
     max_grad_norm : float or None, default=1.0
     naive_epochs : int or "auto", default="auto"

@@ -245,8 +245,18 @@ def test_max_keys_subsamples_training_but_predicts_with_all_rows(index_data):
     assert mse < np.var(fq)
 
 
-@pytest.mark.parametrize("solver", ["adam", torch.optim.SGD])
-def test_minibatch_optimizers(index_data, solver):
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"solver": "adam"},
+        {"optimizer": torch.optim.SGD, "learning_rate": 0.01},
+        {"optimizer": "muon"},
+        {"optimizer": "symmetry"},
+        {"optimizer": "symmetry", "optimizer_kwargs": {"momentum": 0.9}},
+    ],
+    ids=["adam", "sgd", "muon", "symmetry", "symmetry_kwargs"],
+)
+def test_minibatch_optimizers(index_data, extra):
     X, y, Xq, fq = index_data
     params = {
         "n_heads": 2,
@@ -254,12 +264,8 @@ def test_minibatch_optimizers(index_data, solver):
         "batch_size": 64,
         "max_iter": 15,
         "random_state": 0,
+        **extra,
     }
-    if isinstance(solver, str):
-        params["solver"] = solver
-    else:
-        params["optimizer"] = solver
-        params["learning_rate"] = 0.01
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         model = NWAttentionRegressor(**params).fit(X, y)

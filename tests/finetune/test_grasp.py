@@ -213,3 +213,37 @@ def test_regressor_multi_output_shapes():
     model = GRASPRegressor(naive_epochs=5, grasp_epochs=5, random_state=0)
     assert model.fit(X, Y).predict(X[:3]).shape == (3, 2)
     assert model.fit(X, Y[:, 0]).predict(X[:3]).shape == (3,)
+
+
+@pytest.mark.parametrize("optimizer", ["muon", "symmetry"])
+def test_block_optimizers_keep_identification_and_projection(optimizer):
+    data = make_persona_drift(config="A", random_state=0)
+    model = _fit(data, 0, optimizer=optimizer)
+    v = model.spurious_directions_["residual"][0]
+    assert abs(v @ data.true_direction) >= 0.95
+    # the polar update of a projected momentum stays off the directions
+    for name, layer in lora_layers(model.module_).items():
+        V = torch.as_tensor(model.spurious_directions_[name])
+        assert projected_component(layer, V, "output") < 1e-6
+
+
+def test_symmetry_labels_a_classifiers_softmax_head():
+    from collections import OrderedDict
+
+    from torch import nn
+
+    from skml.finetune import GRASPRegressor
+    from skml.optim import BlockOptimizer
+
+    module = nn.Sequential(OrderedDict(body=nn.Linear(4, 8), head=nn.Linear(8, 3)))
+    cls, options = GRASPFineTuner(optimizer="symmetry")._optimizer(module)
+    assert cls is BlockOptimizer and options["rules"] == "symmetry"
+    labels = dict(options["param_groups"])
+    assert labels["head.weight"] == {"block": "lm_head"}
+    assert labels["body.weight"] == {"block": "matrix"}
+    # a regression head has no softmax: a plain matrix
+    _, options = GRASPRegressor(optimizer="symmetry")._optimizer(module)
+    assert dict(options["param_groups"])["head.weight"] == {"block": "matrix"}
+    # lr="auto": SGD's 0.5, AdamW-sized steps otherwise
+    assert GRASPFineTuner()._lr() == 0.5
+    assert GRASPFineTuner(optimizer="symmetry")._lr() == 0.01
