@@ -231,7 +231,7 @@ def centered_left_spectral(M):
     return center_rows(left_spectral(center_rows(M)))
 
 
-def hybrid(M, eps=1e-8, threshold=0.0, center=False, method="auto"):
+def hybrid(M, eps=1e-8, threshold=0.0, center=False, method="auto", orientation="row"):
     """The polar factor of the row-normalised momentum (row, then polar).
 
     Parameters
@@ -243,12 +243,20 @@ def hybrid(M, eps=1e-8, threshold=0.0, center=False, method="auto"):
         Centre the rows before and after (heads with a shared shift).
     method : str, default="auto"
         As in :func:`polar`.
+    orientation : {"row", "col"}, default="row"
+        ``"col"``: normalise the columns instead (a SwiGLU output projection,
+        whose columns are the hidden neurons); ``center`` is then not used.
 
     Returns
     -------
     torch.Tensor of shape (..., A, B)
-        Equivariant under row permutations and right orthogonal maps.
+        Equivariant under row permutations and right orthogonal maps
+        (``"col"``: left orthogonal maps and column permutations).
     """
+    if orientation == "col":
+        return polar(col_norm(M, eps, threshold), method)
+    if orientation != "row":
+        raise ValueError(f"orientation must be 'row' or 'col', got {orientation!r}.")
     if center:
         W = center_rows(row_norm(center_rows(M), eps, threshold))
         return center_rows(polar(W, method))

@@ -24,6 +24,7 @@ RULES = (
     "centered_row_norm",
     "centered_left_spectral",
     "hybrid",
+    "hybrid_col",
     "adamw",
 )
 # The symmetry-compatible rule of each block (Lau and Su 2026, section 1.2 of
@@ -138,12 +139,18 @@ class BlockOptimizer(torch.optim.Optimizer):
     lr : float, default=1e-3
         Learning rate in AdamW's units: with ``lr_scale="match_rms_adamw"``
         every rule's update has AdamW's typical RMS (0.2) times ``lr``, so
-        a learning rate tuned for AdamW carries over.
+        a learning rate tuned for AdamW carries over (AdamW's first steps
+        are larger, about ``lr`` per weight, so short runs may want a
+        larger ``lr``).
     rules : {"symmetry", "muon"} or dict, default="symmetry"
         ``"symmetry"``: polar for matrices, row norm for embeddings, centred
         row norm for softmax heads, centred left-spectral for routers, row
         and column norm for SwiGLU input and output projections, AdamW for
-        vectors. ``"muon"``: polar for matrix and SwiGLU blocks, AdamW for the
+        vectors. The rules are ``"polar"``, ``"right_spectral"``,
+        ``"left_spectral"``, ``"row_norm"``, ``"col_norm"``,
+        ``"centered_row_norm"``, ``"centered_left_spectral"``, ``"hybrid"``
+        (polar of the row norm), ``"hybrid_col"`` (polar of the column norm)
+        and ``"adamw"``. ``"muon"``: polar for matrix and SwiGLU blocks, AdamW for the
         rest. A dict overrides entries of the symmetry table.
     momentum : float, default=0.95
         EMA factor of the momentum of the matrix rules.
@@ -333,8 +340,11 @@ def _apply(rule, M, group):
     eps, tau = group["eps"], group["row_threshold"]
     if rule == "polar":
         return _maps.polar(M, group["polar_method"])
-    if rule == "hybrid":
-        return _maps.hybrid(M, eps, tau, method=group["polar_method"])
+    if rule in ("hybrid", "hybrid_col"):
+        orientation = "col" if rule == "hybrid_col" else "row"
+        return _maps.hybrid(
+            M, eps, tau, method=group["polar_method"], orientation=orientation
+        )
     if rule == "row_norm":
         return _maps.row_norm(M, eps, tau)
     if rule == "col_norm":

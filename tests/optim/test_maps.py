@@ -73,6 +73,12 @@ MAPS = {
         True,
     ),
     "hybrid": (hybrid, "permutation", "orthogonal", False),
+    "hybrid_col": (
+        lambda M: hybrid(M, orientation="col"),
+        "orthogonal",
+        "permutation",
+        False,
+    ),
     "hybrid_centered": (
         lambda M: hybrid(M, center=True),
         "permutation",
