@@ -21,7 +21,9 @@ _ESTIMATORS: dict[str, str] = {
     "NonlinearFactorImputer": "impute",
     "NonlinearFactorModel": "decomposition",
     "NWAttentionRegressor": "attention",
+    "OneStepFeatureMap": "kernel_approximation",
     "SROTransport": "transport",
+    "SpikedRandomFeatures": "kernel_approximation",
 }
 
 __all__ = ["__version__", *_ESTIMATORS]
