@@ -77,7 +77,7 @@ class _BaseRandomFeatures(
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features_in_)
+        X : array-like of shape (n_samples, `n_features_in_`)
 
         Returns
         -------
@@ -144,18 +144,18 @@ class OneStepFeatureMap(_BaseRandomFeatures):
 
     Attributes
     ----------
-    W_ : ndarray of shape (n_features, n_features_in_)
+    W_ : ndarray of shape (n_features, `n_features_in_`)
         First layer after the step (on standardised inputs).
-    W0_ : ndarray of shape (n_features, n_features_in_)
+    W0_ : ndarray of shape (n_features, `n_features_in_`)
         First layer before the step.
     a_ : ndarray of shape (n_features, n_outputs)
         The fixed second layer.
     step_ : float
         The ``eta`` used.
-    spike_direction_ : ndarray of shape (n_features_in_,)
+    spike_direction_ : ndarray of shape (`n_features_in_`,)
         Top right singular vector of ``W_ - W0_``: the learned index
         direction in the standardised input space.
-    spike_directions_ : ndarray of shape (n_outputs, n_features_in_)
+    spike_directions_ : ndarray of shape (n_outputs, `n_features_in_`)
         The leading ``n_outputs`` of them (a rank-k spike for k outputs).
     spike_ratio_ : float
         ``s_k / s_(k+1)`` of the update's singular values: how far the spike
@@ -166,10 +166,10 @@ class OneStepFeatureMap(_BaseRandomFeatures):
         z-score of each target's linear part on the step's rows against
         "no linear component" (about N(0, 1) then); below 3 a
         ``NoSpikeWarning`` is raised.
-    mean_, scale_ : ndarray of shape (n_features_in_,)
+    mean_, scale_ : ndarray of shape (`n_features_in_`,)
         The standardisation.
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Defined when X has feature names that are all strings.
     device_ : torch.device
 
@@ -321,8 +321,8 @@ class SpikedRandomFeatures(_BaseRandomFeatures):
     Parameters
     ----------
     n_features : int, default=512
-    direction : {"stein", "ols"} or array-like of shape (n_features_in_,) \
-or (k, n_features_in_), default="stein"
+    direction : {"stein", "ols"} or array-like of shape (`n_features_in_`,) \
+or (k, `n_features_in_`), default="stein"
         ``"stein"``: ``X'y / n`` (the average-derivative direction the
         step approximates); ``"ols"``: the least-squares direction (with a
         small ridge); an array: given directions (in the standardised input
@@ -339,14 +339,14 @@ or (k, n_features_in_), default="stein"
 
     Attributes
     ----------
-    W_ : ndarray of shape (n_features, n_features_in_)
-    W0_ : ndarray of shape (n_features, n_features_in_)
+    W_ : ndarray of shape (n_features, `n_features_in_`)
+    W0_ : ndarray of shape (n_features, `n_features_in_`)
     a_ : ndarray of shape (n_features, k)
-    directions_ : ndarray of shape (k, n_features_in_)
+    directions_ : ndarray of shape (k, `n_features_in_`)
         The orthonormal directions used.
-    mean_, scale_ : ndarray of shape (n_features_in_,)
+    mean_, scale_ : ndarray of shape (`n_features_in_`,)
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
     device_ : torch.device
 
     See Also
