@@ -56,7 +56,14 @@ def draw_layers(n_features, n_inputs, n_outputs, second_layer, generator, dtype)
     return W0, a / math.sqrt(n_features)
 
 
-def first_layer_gradient(W, a, X, Y, activation):
+def draw_bias(n_features, generator, dtype):
+    """Fixed biases ``N(0, 1)``, the spread of ``<w, x>`` on standardised
+    inputs: without them ``relu(w x)`` is homogeneous and a strong spike
+    leaves only ``{z, |z|}`` of the index ``z`` (no saturation)."""
+    return torch.randn(n_features, generator=generator, dtype=dtype)
+
+
+def first_layer_gradient(W, a, X, Y, activation, bias=None):
     """Gradient in ``W`` of the squared loss of a network whose output at
     initialisation is zero: ``(1 / 2n) sum_j ||f(x_j) - y_j||^2`` with
     ``f(x) = a' (sigma(W x) - sigma(W0 x))`` at ``W = W0``, that is
@@ -74,16 +81,18 @@ def first_layer_gradient(W, a, X, Y, activation):
     X : torch.Tensor of shape (n, d)
     Y : torch.Tensor of shape (n, k)
     activation : str
+    bias : torch.Tensor of shape (N,), default=None
+        Fixed biases inside the activation.
 
     Returns
     -------
     torch.Tensor of shape (N, d)
     """
-    Z = X @ W.T
+    Z = X @ W.T if bias is None else X @ W.T + bias
     return -((Y @ a.T) * activation_grad(Z, activation)).T @ X / X.shape[0]
 
 
-def one_step(W0, a, X, Y, activation, step_size, step_scale):
+def one_step(W0, a, X, Y, activation, step_size, step_scale, bias=None):
     """``W1 = W0 - eta G`` with ``eta`` absolute or relative.
 
     ``step_scale="relative"``: ``||eta G||_op = step_size ||W0||_op``, a
@@ -94,7 +103,7 @@ def one_step(W0, a, X, Y, activation, step_size, step_scale):
     W1 : torch.Tensor of shape (N, d)
     eta : float
     """
-    G = first_layer_gradient(W0, a, X, Y, activation)
+    G = first_layer_gradient(W0, a, X, Y, activation, bias)
     if step_scale == "absolute":
         eta = float(step_size)
     else:
@@ -198,6 +207,6 @@ def spiked_first_layer(W0, a, directions, theta, n_inputs):
     )
 
 
-def features(X, W, activation):
-    """``sigma(X W')``: the random features of the rows of X."""
-    return activate(X @ W.T, activation)
+def features(X, W, activation, bias=None):
+    """``sigma(X W' + b)``: the random features of the rows of X."""
+    return activate(X @ W.T if bias is None else X @ W.T + bias, activation)
