@@ -95,6 +95,15 @@ def _transport_problem(large=False):
     return (Xs[:n],), {"X_target": Xt[:n]}, "transform", (X_new,)
 
 
+def _feature_map_problem(large=False):
+    # A single-index target, so the one step has a direction to find.
+    rng = np.random.default_rng(0)
+    n = 20_000 if large else 2_000
+    X = rng.standard_normal((n + 500, 50))
+    y = np.tanh(2 * X[:, 0]) + 0.1 * rng.standard_normal(n + 500)
+    return (X[:n], y[:n]), {}, "transform", (X[n:],)
+
+
 def _factor_problem(large=False):
     from skml.datasets import make_nonlinear_factor_matrix
 
@@ -163,6 +172,8 @@ REGISTRY = {
     "NonlinearFactorImputer": _factor_problem,
     "NonlinearFactorModel": _factor_problem,
     "NWAttentionRegressor": _attention_problem,
+    "OneStepFeatureMap": _feature_map_problem,
+    "SpikedRandomFeatures": _feature_map_problem,
     "SROTransport": _transport_problem,
 }
 
