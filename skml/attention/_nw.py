@@ -24,7 +24,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ..optim import OPTIMIZER_NAMES
+from ..optim import OPTIMIZER_NAMES, optimizer_class
 from ..utils import TorchEstimatorMixin, to_numpy, to_tensor, weighted_quantile
 from ._diversity import head_diversity_index
 from ._nw_kernels import (
@@ -423,13 +423,8 @@ class NWAttentionRegressor(
             y_numeric=True,
             ensure_min_samples=2,
         )
-        if isinstance(self.optimizer, type) and not issubclass(
-            self.optimizer, torch.optim.Optimizer
-        ):
-            raise TypeError(
-                "optimizer must be a torch.optim.Optimizer subclass, got "
-                f"{self.optimizer!r}."
-            )
+        if self.optimizer is not None:
+            optimizer_class(self.optimizer)  # a TypeError for a non-optimizer type
         sw = _check_sample_weight(sample_weight, X, dtype=np.float64)
         if np.any(sw < 0) or not sw.sum() > 0:
             raise ValueError("sample_weight must be non-negative with a positive sum.")

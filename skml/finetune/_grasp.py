@@ -530,14 +530,7 @@ class _BaseGRASP(TorchEstimatorMixin, BaseEstimator):
 
     def _optimizer(self, module):
         """The optimizer class and its skorch ``optimizer__`` options."""
-        if isinstance(self.optimizer, type) and not issubclass(
-            self.optimizer, torch.optim.Optimizer
-        ):
-            raise TypeError(
-                "optimizer must be a name or a torch.optim.Optimizer subclass, "
-                f"got {self.optimizer!r}."
-            )
-        cls, options = optimizer_class(self.optimizer)
+        cls, options = optimizer_class(self.optimizer)  # TypeError for other types
         if self.optimizer == "sgd":
             options["momentum"] = self.momentum
         options.update(self.optimizer_kwargs or {})

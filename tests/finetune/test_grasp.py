@@ -247,3 +247,5 @@ def test_symmetry_labels_a_classifiers_softmax_head():
     # lr="auto": SGD's 0.5, AdamW-sized steps otherwise
     assert GRASPFineTuner()._lr() == 0.5
     assert GRASPFineTuner(optimizer="symmetry")._lr() == 0.01
+    with pytest.raises(TypeError, match="torch.optim.Optimizer subclass"):
+        GRASPFineTuner(optimizer=dict)._optimizer(module)
