@@ -46,7 +46,9 @@ from ..utils import (
     to_tensor,
     weighted_quantile,
 )
+from ..utils._dask import is_dask_collection
 from ._losses import LOSSES, Pinball, leaf_quantiles
+from ._mcboost_dask import fit_dask, predict_blockwise
 from ._mcboost_kernels import (
     apply_coef,
     bucket_edges,
@@ -749,16 +751,20 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
         mass = torch.zeros(m, dtype=F.dtype, device=F.device).index_add_(
             0, bucket, data.w
         )
-        live = mass >= self.min_bucket_fraction * mass.sum()
         Zd = self._dynamic_design(data, F)
         # With a constant Newton weight the static Gram block is reused.
         static = data.static_gram() if m == 1 and loss.name == "squared" else None
         S2, Sz, zz = bucket_moments(data.Zs, Zd, z, W, bucket, m, static)
+        return self._ridge_step(S2, Sz, zz, mass, edges)
+
+    def _ridge_step(self, S2, Sz, zz, mass, edges):
+        """One round's ridge coefficients from the buckets' moments."""
+        live = mass >= self.min_bucket_fraction * mass.sum()
         coef, gain = ridge_from_moments(S2, Sz, zz, mass, self.alpha)
         coef[~live] = 0.0
         gain[~live] = -np.inf
         if self.update == "worst":
-            keep = torch.zeros(m, dtype=torch.bool, device=F.device)
+            keep = torch.zeros(len(mass), dtype=torch.bool, device=mass.device)
             keep[torch.argmax(gain)] = True
             coef[~keep] = 0.0
         return {"edges": edges, "coef": coef}
@@ -1006,6 +1012,19 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
         return X.shape[0] * width * (1 + (self.n_groups_ if self.interactions else 0))
 
     def _is_classifier(self):
+        return False
+
+    @staticmethod
+    def _dask_inputs(X, *others):
+        """Whether this call takes the out-of-core path (``X`` a dask
+        collection); the other inputs may then be dask or numpy."""
+        if is_dask_collection(X):
+            return True
+        if any(is_dask_collection(arg) for arg in others):
+            raise TypeError(
+                "X is not a dask collection but another argument is; pass X as a "
+                "dask array or dataframe too for an out-of-core fit or prediction."
+            )
         return False
 
 
@@ -1481,6 +1500,8 @@ class MCBoostRegressor(RegressorMixin, _BaseMCBoost):
         self : object
             The fitted estimator.
         """
+        if self._dask_inputs(X, y, sample_weight, groups, base_predictions):
+            return fit_dask(self, X, y, sample_weight, groups, base_predictions)
         X, y = validate_data(self, X, y, y_numeric=True, dtype=np.float64)
         if not np.all(np.isfinite(y)):
             raise ValueError("y contains NaN or infinite values.")
@@ -1513,6 +1534,8 @@ class MCBoostRegressor(RegressorMixin, _BaseMCBoost):
         y_pred : ndarray of shape (n_samples,)
         """
         loss = self._loss_object()
+        if self._dask_inputs(X, groups, base_predictions):
+            return predict_blockwise(self, "predict", X, groups, base_predictions)
         F = self._final_link(X, groups, base_predictions)
         return to_numpy(loss.inverse(torch.from_numpy(F)))
 
@@ -1618,6 +1641,8 @@ class MCBoostClassifier(ClassifierMixin, _BaseMCBoost):
         self : object
             The fitted estimator.
         """
+        if self._dask_inputs(X, y, sample_weight, groups, base_predictions):
+            return fit_dask(self, X, y, sample_weight, groups, base_predictions)
         X, y = validate_data(self, X, y, dtype=np.float64)
         check_classification_targets(y)
         y_type = type_of_target(y, input_name="y", raise_unknown=True)
@@ -1652,6 +1677,10 @@ class MCBoostClassifier(ClassifierMixin, _BaseMCBoost):
         -------
         scores : ndarray of shape (n_samples,)
         """
+        if self._dask_inputs(X, groups, base_predictions):
+            return predict_blockwise(
+                self, "decision_function", X, groups, base_predictions
+            )
         return self._final_link(X, groups, base_predictions)
 
     def predict_proba(self, X, *, groups=None, base_predictions=None):
@@ -1670,6 +1699,10 @@ class MCBoostClassifier(ClassifierMixin, _BaseMCBoost):
         -------
         proba : ndarray of shape (n_samples, 2)
         """
+        if self._dask_inputs(X, groups, base_predictions):
+            return predict_blockwise(
+                self, "predict_proba", X, groups, base_predictions, width=2
+            )
         F = self.decision_function(X, groups=groups, base_predictions=base_predictions)
         p = 1.0 / (1.0 + np.exp(-F))
         return np.column_stack([1.0 - p, p])
@@ -1690,6 +1723,8 @@ class MCBoostClassifier(ClassifierMixin, _BaseMCBoost):
         -------
         labels : ndarray of shape (n_samples,)
         """
+        if self._dask_inputs(X, groups, base_predictions):
+            return predict_blockwise(self, "predict", X, groups, base_predictions)
         F = self.decision_function(X, groups=groups, base_predictions=base_predictions)
         return self.classes_[(F > 0).astype(int)]
 

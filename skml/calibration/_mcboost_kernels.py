@@ -321,11 +321,24 @@ def cell_audit(r, w, G, bucket, m, min_fraction):
     -------
     (float, float, int)
     """
+    return audit_from_sums(cell_audit_sums(r, w, G, bucket, m), min_fraction)
+
+
+def cell_audit_sums(r, w, G, bucket, m):
+    """The sums :func:`cell_audit` reads: per cell ``sum w r``, ``sum (w r)^2``
+    and ``sum w``, stacked as a Tensor of shape (3, 1 + g, m). Sums over row
+    blocks add up (the out-of-core audit)."""
     ones = r.new_ones(len(r), 1)
     H = ones if G is None else torch.cat([ones, G], 1)
     wr = w * r
-    S, V, M = cell_sums(H, bucket, m, torch.stack([wr, wr * wr, w], 1))
-    total = torch.sum(w)
+    return cell_sums(H, bucket, m, torch.stack([wr, wr * wr, w], 1))
+
+
+def audit_from_sums(sums, min_fraction):
+    """:func:`cell_audit`'s statistics from :func:`cell_audit_sums`."""
+    S, V, M = sums
+    # Row 0 of H is all ones: its cells hold the whole population's weight.
+    total = torch.sum(M[0])
     live = (M >= min_fraction * total) & (V > 0)
     if not bool(live.any()):
         return 0.0, 0.0, 0

@@ -4,6 +4,7 @@ discovery, tables.
 Nothing here knows about any paper.
 """
 
+from ._dask import blockwise_weighted_quantile, is_dask_collection
 from ._device import (
     ACCEPTED_DEVICES,
     make_generator,
@@ -25,10 +26,12 @@ __all__ = [
     "DeviceFallbackWarning",
     "TorchEstimatorMixin",
     "all_estimators",
+    "blockwise_weighted_quantile",
     "cell_sums",
     "encode_groups",
     "find_tensors",
     "format_table",
+    "is_dask_collection",
     "make_generator",
     "progress",
     "release_memory",
