@@ -169,7 +169,13 @@ def _round_block(model, plan, block):
     val = _holdout(plan["split"], block["index"], len(X))
     Gt = None if G is None else to_tensor(G, dev, _DT)
     F0 = to_tensor(F0_np, dev, _DT)
-    data = model._data(X, G, Gt, F0, y, w)
+    if plan["step"] is not None or plan["moments"]:
+        data = model._data(X, G, Gt, F0, y, w)
+    else:
+        # An audit-only pass: no design matrix.
+        from ._mcboost import _Data
+
+        data = _Data(None, None, to_tensor(y, dev, _DT), to_tensor(w, dev, _DT), Gt, F0)
     F = F0 if block["F"] is None else to_tensor(np.asarray(block["F"]), dev, _DT)
     if plan["step"] is not None:
         F = F + model.learning_rate * model._ridge_update(plan["step"], data, F)

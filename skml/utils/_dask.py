@@ -133,7 +133,9 @@ class RowBlocks:
             spec = {0: chunks}
             spec.update(dict.fromkeys(range(1, value.ndim), -1))
             value = value.rechunk(spec)
-            blocks = value.to_delayed().ravel().tolist()
+            # Unoptimised: a fused graph would recompute a block shared by
+            # several inputs (one generator for X and y) once per input.
+            blocks = value.to_delayed(optimize_graph=False).ravel().tolist()
             self._delayed[key] = blocks
         self.keys = list(arrays)
 
@@ -201,10 +203,31 @@ def _hist_block(values_fn, args, cols, lower, upper, edges, block):
     for t, col in enumerate(cols):
         v = V[:, col]
         inside = (v > lower[t]) & (v <= upper[t])
-        idx = np.searchsorted(edges[t], v[inside], side="left")
+        idx = _bin_index(v[inside], lower[t], upper[t], edges[t])
         hist_w[t] = np.bincount(idx, w[inside], minlength=n_bins)
         hist_c[t] = np.bincount(idx, minlength=n_bins)
     return hist_w, hist_c
+
+
+def _bin_index(v, lower, upper, edges):
+    """``np.searchsorted(edges, v, side="left")`` for equally spaced edges
+    in (lower, upper]: an arithmetic guess, corrected by one comparison each
+    way (so rounding in the guess cannot move a value across an edge)."""
+    n_bins = len(edges)
+    width = upper - lower
+    if not width > 0:
+        return np.searchsorted(edges, v, side="left")
+    guess = np.ceil((v - lower) / width * n_bins) - 1
+    idx = np.clip(guess, 0, n_bins - 1).astype(np.intp)
+    for _ in range(2):
+        up = (v > edges[idx]) & (idx < n_bins - 1)
+        down = (idx > 0) & (v <= edges[np.maximum(idx - 1, 0)])
+        if not (up.any() or down.any()):
+            break
+        idx = idx + up - down
+    if np.any(v > edges[idx]) or np.any((idx > 0) & (v <= edges[idx - 1])):
+        idx = np.searchsorted(edges, v, side="left")  # pragma: no cover
+    return idx
 
 
 def _collect_block(values_fn, args, cols, lower, upper, block):
