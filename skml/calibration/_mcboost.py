@@ -963,6 +963,11 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
     # ----------------------------------------------------------- prediction
     def _staged_link(self, X, groups, base_predictions):
         check_is_fitted(self)
+        if is_dask_collection(X):
+            raise TypeError(
+                "The staged predictions are computed in memory; pass X as a numpy "
+                "array or DataFrame (predict and predict_proba take dask arrays)."
+            )
         X = validate_data(self, X, reset=False, dtype=np.float64)
         loss = self._loss_object()
         base = self._base_predictions(X, base_predictions)
@@ -1353,6 +1358,14 @@ _DOC_NOTES = """
     ``groups`` (the fit and predict argument) are audit subgroups. Under
     metadata routing in ``GridSearchCV``, a ``groups`` argument is also what
     group-aware CV splitters read; use ``group_features`` to avoid the clash.
+
+    On a dask array or dataframe ``X``, ``fit`` runs out of core: the ridge
+    and group auditors' statistics are sums over row blocks, reduced on the
+    client, and the rounds equal the in-memory fit's. There the holdout is
+    drawn per block (other rows than in memory), ``early_stopping="auto"``
+    means the holdout at any size, ``mc_error_path_`` is None, and the
+    tree auditors, the ``"cv"``/``"tolerance"``/``"significance"`` rules and
+    an unfitted ``estimator`` are refused (they need the rows in memory).
 """
 
 
@@ -1481,7 +1494,9 @@ class MCBoostRegressor(RegressorMixin, _BaseMCBoost):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Audit features.
+            Audit features. A dask array or dataframe fits out of core
+            (``auditor="ridge"`` or ``"groups"``; the other inputs may then be
+            dask or numpy): see :ref:`mcboost-dask`.
         y : array-like of shape (n_samples,)
             Targets (non-negative for ``loss="poisson"``).
         sample_weight : array-like of shape (n_samples,), default=None
@@ -1522,7 +1537,8 @@ class MCBoostRegressor(RegressorMixin, _BaseMCBoost):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Samples.
+            Samples. For a dask array or dataframe the result is a lazy dask
+            array, computed block by block.
         groups : array-like, default=None
             Group indicators or labels of the rows (required when ``fit``
             received ``groups``).
@@ -1548,7 +1564,7 @@ class MCBoostRegressor(RegressorMixin, _BaseMCBoost):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Samples.
+            Samples (in memory: not a dask collection).
         groups : array-like, default=None
             As in :meth:`predict`.
         base_predictions : array-like of shape (n_samples,), default=None
@@ -1625,7 +1641,9 @@ class MCBoostClassifier(ClassifierMixin, _BaseMCBoost):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Audit features.
+            Audit features. A dask array or dataframe fits out of core
+            (``auditor="ridge"`` or ``"groups"``; the other inputs may then be
+            dask or numpy): see :ref:`mcboost-dask`.
         y : array-like of shape (n_samples,)
             Binary labels.
         sample_weight : array-like of shape (n_samples,), default=None
@@ -1667,7 +1685,8 @@ class MCBoostClassifier(ClassifierMixin, _BaseMCBoost):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Samples.
+            Samples. For a dask array or dataframe the result is a lazy dask
+            array, computed block by block.
         groups : array-like, default=None
             As in :meth:`fit`.
         base_predictions : array-like of shape (n_samples,), default=None
@@ -1689,7 +1708,8 @@ class MCBoostClassifier(ClassifierMixin, _BaseMCBoost):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Samples.
+            Samples. For a dask array or dataframe the result is a lazy dask
+            array, computed block by block.
         groups : array-like, default=None
             As in :meth:`fit`.
         base_predictions : array-like of shape (n_samples,), default=None
@@ -1713,7 +1733,8 @@ class MCBoostClassifier(ClassifierMixin, _BaseMCBoost):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Samples.
+            Samples. For a dask array or dataframe the result is a lazy dask
+            array, computed block by block.
         groups : array-like, default=None
             As in :meth:`fit`.
         base_predictions : array-like of shape (n_samples,), default=None
@@ -1734,7 +1755,7 @@ class MCBoostClassifier(ClassifierMixin, _BaseMCBoost):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Samples.
+            Samples (in memory: not a dask collection).
         groups : array-like, default=None
             As in :meth:`fit`.
         base_predictions : array-like of shape (n_samples,), default=None

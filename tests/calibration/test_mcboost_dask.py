@@ -166,6 +166,10 @@ def test_dask_bad_input_is_named():
         MCBoostRegressor(auditor="ridge").fit(np.nan_to_num(X), _chunked(y, 50))
     with pytest.raises(ValueError, match="rows"):
         MCBoostRegressor(auditor="ridge").fit(_chunked(X, 50), y[:-1])
+    model = MCBoostRegressor(auditor="ridge", max_iter=2, early_stopping=False)
+    model.fit(_chunked(np.nan_to_num(X), 50), y)
+    with pytest.raises(TypeError, match="in memory"):
+        next(model.staged_predict(_chunked(np.nan_to_num(X), 50)))
 
 
 @pytest.mark.dask
