@@ -508,11 +508,12 @@ class SROTransport(
     def _solve(self, Xs, Xt, a, b, lazy, seed, rng):
         """Choose the reference, solve it, keep what transform needs."""
         n, m = Xs.shape[0], Xt.shape[0]
-        C = None
+        C = plain = None
         if not lazy:
-            C = pairwise_cost(Xs, Xt, self.metric)
+            C = plain = pairwise_cost(Xs, Xt, self.metric)
             if self.labels_ is not None:
-                C = _label_penalty(C, *self.labels_)
+                # the slices' costs stay the metric's: no lookup in C
+                C, plain = _label_penalty(C, *self.labels_), None
         span = cost_span(Xs, Xt, self.metric)
         if C is not None:
             span = float(C.max() - C.min())
@@ -528,6 +529,7 @@ class SROTransport(
                 n_projections=self.n_projections,
                 metric=self.metric,
                 seed=seed,
+                cost=plain,
             )
         candidates = self._candidates() if sliced is not None else []
         auto = self.beta == "auto" or self.reference_smoothing == "auto"
@@ -550,6 +552,7 @@ class SROTransport(
                     metric=self.metric,
                     seed=None,
                     directions=sliced.directions,
+                    cost=None if plain is None else plain[i][:, j],
                 )
                 choice, costs, it, (f_sub, _) = select_reference(
                     sub_a,

@@ -23,8 +23,11 @@ SELECT_POINTS = 2000
 MEDIAN_PAIRS = 100_000
 # Bytes for the temporaries of one block of a lazy kernel.
 BLOCK_MEMORY = 2**28
-# Slices sorted at once while building the sliced reference.
-_SLICE_CHUNK = 16
+# Elements (slices x (n + m)) sorted at once while building the sliced
+# reference: a dozen temporaries of this size, about 200 MB in all. All 256
+# slices at once up to n + m = 8,192 (one sort of (256, n) is about twice as
+# fast as sixteen of (16, n)); 16 slices at a time from n + m = 131,072.
+_SLICE_ELEMENTS = 2**21
 
 
 def median_cost(Xs, Xt, metric, rng):
@@ -70,14 +73,17 @@ class SlicedReference:
     (scatter-add), and merging them would cost a sort of all entries.
     """
 
-    def __init__(self, Xs, Xt, a, b, *, n_projections, metric, seed, directions=None):
+    def __init__(
+        self, Xs, Xt, a, b, *, n_projections, metric, seed, directions=None, cost=None
+    ):
         if directions is None:
             directions = _directions(
                 Xs.shape[1], n_projections, seed, Xs.device, Xs.dtype
             )
         self.directions = directions
         rows, cols, mass, counts, costs = [], [], [], [], []
-        for start in range(0, directions.shape[1], _SLICE_CHUNK):
+        chunk = max(16, _SLICE_ELEMENTS // (Xs.shape[0] + Xt.shape[0]))
+        for start in range(0, directions.shape[1], chunk):
             plans = compute_sliced_plans(
                 Xs,
                 Xt,
@@ -87,7 +93,8 @@ class SlicedReference:
                 beta=0.0,
                 metric=metric,
                 random_state=None,
-                directions=directions[:, start : start + _SLICE_CHUNK],
+                directions=directions[:, start : start + chunk],
+                cost=cost,
             )
             keep = plans.mass > 0
             rows.append(plans.src[keep])

@@ -38,10 +38,9 @@ def pairwise_cost(X, Y, metric="sqeuclidean"):
     """
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}.")
-    sq = (
-        torch.sum(X * X, dim=1)[:, None]
-        + torch.sum(Y * Y, dim=1)[None, :]
-        - 2.0 * X @ Y.T
-    )
-    sq = torch.clamp(sq, min=0.0)
+    # |x|^2 + |y|^2 - 2 x.y in three passes over the (n, m) result: the sum
+    # of norms, the product added in place by BLAS (addmm), the clamp.
+    sq = torch.sum(X * X, dim=1)[:, None] + torch.sum(Y * Y, dim=1)[None, :]
+    sq = torch.addmm(sq, X, Y.T, alpha=-2.0)
+    sq = torch.clamp_(sq, min=0.0)
     return sq if metric == "sqeuclidean" else torch.sqrt(sq)

@@ -5,6 +5,7 @@ import torch
 
 from skml.transport import sliced_reference_plan
 from skml.transport._sliced import compute_sliced_plans, query_reference_log
+from skml.transport._validation import pairwise_cost
 from skml.utils import find_tensors
 
 
@@ -191,3 +192,39 @@ def test_query_reference_from_the_numpy_form():
     expected = query_reference_log(plans, q, b, 0.01, True)
     got = query_reference_log(plans.to_numpy().to(q.device), q, b, 0.01, True)
     assert torch.equal(got, expected)
+
+
+@pytest.mark.parametrize("n, m", [(40, 40), (37, 55)])
+def test_slice_plans_match_the_merged_cdf_search(n, m):
+    # Ranks are counted in the merged order; on every interval of positive
+    # mass they must be the binary search of the interval's midpoint, and
+    # the lifted costs looked up in C must be the pairs' costs.
+    rng = np.random.default_rng(3)
+    Xs = torch.as_tensor(rng.normal(size=(n, 3)))
+    Xt = torch.as_tensor(rng.normal(size=(m, 3)) + 0.5)
+    a = torch.as_tensor(rng.integers(0, 3, n).astype(float))
+    a[0] = 0.0  # zero weights make repeated breakpoints
+    a = a / a.sum()
+    b = torch.full((m,), 1.0 / m, dtype=torch.float64)
+    C = pairwise_cost(Xs, Xt)
+    kw = {"n_projections": 9, "beta": 1.0, "metric": "sqeuclidean"}
+    plans = compute_sliced_plans(Xs, Xt, a, b, random_state=0, **kw)
+    looked_up = compute_sliced_plans(
+        Xs, Xt, a, b, random_state=None, directions=plans.directions, cost=C, **kw
+    )
+    cdf_s, cdf_t = plans.cdf_s, plans.cdf_t
+    points = torch.sort(torch.cat([cdf_s, cdf_t], 1), 1).values
+    lower = torch.cat([points.new_zeros(9, 1), points[:, :-1]], 1)
+    mid = 0.5 * (points + lower)
+    rank_s = torch.clamp(torch.searchsorted(cdf_s, mid), max=n - 1)
+    rank_t = torch.clamp(torch.searchsorted(cdf_t, mid), max=m - 1)
+    live = plans.mass > 0
+    assert live.sum() >= n  # at least one pair per source point per slice
+    np.testing.assert_array_equal(
+        plans.src[live], torch.gather(plans.order_s, 1, rank_s)[live]
+    )
+    np.testing.assert_array_equal(
+        plans.tgt[live], torch.gather(plans.order_t, 1, rank_t)[live]
+    )
+    np.testing.assert_allclose(looked_up.slice_costs, plans.slice_costs, rtol=1e-12)
+    np.testing.assert_allclose(looked_up.weights, plans.weights, rtol=1e-12)
