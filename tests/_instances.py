@@ -5,6 +5,8 @@ fast (few iterations); ``EXPECTED_FAILED[Class]`` maps a check name to the
 written reason why it fails.
 """
 
+from sklearn.base import is_classifier
+
 from skml.attention import NWAttentionRegressor
 from skml.calibration import MCBoostClassifier, MCBoostRegressor
 from skml.decomposition import NonlinearFactorModel
@@ -73,6 +75,20 @@ EXTRA_INSTANCES = [
 
 def make_instance(cls):
     return cls(**INSTANCE_PARAMS.get(cls, {}))
+
+
+def small_data(estimator, rng, n_samples=60):
+    """Three normal columns and a target that ``estimator`` can learn.
+
+    A classifier gets the sign of the first column, anything else the first
+    column plus a little noise.
+    """
+    X = rng.normal(size=(n_samples, 3))
+    if is_classifier(estimator):
+        y = (X[:, 0] > 0).astype(int)
+    else:
+        y = X[:, 0] + 0.1 * rng.normal(size=n_samples)
+    return X, y
 
 
 def expected_failed_checks(estimator):

@@ -8,7 +8,6 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from sklearn.base import is_classifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
@@ -16,7 +15,12 @@ import skml
 from skml.kernel_approximation import NoSpikeWarning
 from skml.utils import DeviceFallbackWarning, all_estimators, find_tensors
 
-from ._instances import EXTRA_INSTANCES, expected_failed_checks, make_instance
+from ._instances import (
+    EXTRA_INSTANCES,
+    expected_failed_checks,
+    make_instance,
+    small_data,
+)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 ESTIMATORS = all_estimators()
@@ -71,14 +75,10 @@ def test_estimator_has_docs_page(name, cls):
 def _fitted(cls):
     """A small fit of any public estimator, and a method to call on new rows."""
     rng = np.random.default_rng(0)
-    X = rng.normal(size=(60, 3))
     estimator = make_instance(cls)
     if "random_state" in estimator.get_params():
         estimator.set_params(random_state=0)
-    if is_classifier(estimator):
-        y = (X[:, 0] > 0).astype(int)
-    else:
-        y = X[:, 0] + 0.1 * rng.normal(size=60)
+    X, y = small_data(estimator, rng)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         estimator.fit(X, y)

@@ -8,7 +8,7 @@ block's score, which stays on the workers (8 bytes a row), and returns the
 block's moments; the client sums them in block order and solves the ridge
 problems, exactly as the in-memory fit does on the whole matrix. Quantiles
 (the hinge knots, quantile buckets, the audit's level sets) are found
-exactly by histogram passes (:func:`skml.utils.blockwise_weighted_quantile`),
+exactly by histogram passes (``skml.utils._dask.blockwise_weighted_quantile``),
 so a fit on data that also fits in memory gives the in-memory fit's rounds.
 
 The per-block work calls the estimator's own design and update methods on a

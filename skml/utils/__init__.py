@@ -4,7 +4,7 @@ discovery, tables.
 Nothing here knows about any paper.
 """
 
-from ._dask import blockwise_weighted_quantile, is_dask_collection
+from ._dask import is_dask_collection
 from ._device import (
     ACCEPTED_DEVICES,
     make_generator,
@@ -26,7 +26,6 @@ __all__ = [
     "DeviceFallbackWarning",
     "TorchEstimatorMixin",
     "all_estimators",
-    "blockwise_weighted_quantile",
     "cell_sums",
     "encode_groups",
     "find_tensors",
