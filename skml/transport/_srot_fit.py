@@ -8,7 +8,7 @@ import math
 import torch
 
 from ._sinkhorn import TransportKernel, solve
-from ._sliced import _directions, compute_sliced_plans
+from ._sliced import _directions, _pair_costs, compute_sliced_plans, slice_weights
 
 # Candidate references of beta="auto" / reference_smoothing="auto": (beta,
 # smoothing) pairs, tried with entropic OT (the fallback) by transport cost.
@@ -68,9 +68,13 @@ class SlicedReference:
     O(chunk (n + m)) rather than O(L (n + m)) (2.5 GB at n = m = 50,000 and
     256 slices); only the entries of positive mass are kept. ``sparse(beta)``
     gives the ``(rows, cols, values)`` of the expected sliced plan with slice
-    weights ``softmax(-beta cost_l / mean cost)``. Duplicate (i, j) pairs of
-    different slices stay separate entries: every product sums them
-    (scatter-add), and merging them would cost a sort of all entries.
+    weights ``softmax(-beta cost_l / mean cost)`` (and the entries' costs
+    when ``cost`` was given). The entries are sorted by
+    their flat index ``i m + j`` once: every rescaling of a dense kernel
+    adds them into an n x m matrix, which is 3-4x faster in memory order
+    than in slice order (n = m = 2,000, 256 slices: 8 ms instead of 30).
+    Duplicate (i, j) pairs of different slices stay separate entries (7% of
+    them in that case; summing them would need a sum per ``beta``).
     """
 
     def __init__(
@@ -81,9 +85,10 @@ class SlicedReference:
                 Xs.shape[1], n_projections, seed, Xs.device, Xs.dtype
             )
         self.directions = directions
-        rows, cols, mass, counts, costs = [], [], [], [], []
-        chunk = max(16, _SLICE_ELEMENTS // (Xs.shape[0] + Xt.shape[0]))
-        for start in range(0, directions.shape[1], chunk):
+        n_slices, m = directions.shape[1], Xt.shape[0]
+        flat, mass, slices = [], [], []
+        chunk = max(16, _SLICE_ELEMENTS // (Xs.shape[0] + m))
+        for start in range(0, n_slices, chunk):
             plans = compute_sliced_plans(
                 Xs,
                 Xt,
@@ -94,29 +99,47 @@ class SlicedReference:
                 metric=metric,
                 random_state=None,
                 directions=directions[:, start : start + chunk],
-                cost=cost,
+                lift=False,
             )
+            index = plans.src * m + plans.tgt
             keep = plans.mass > 0
-            rows.append(plans.src[keep])
-            cols.append(plans.tgt[keep])
-            mass.append(plans.mass[keep])
-            counts.append(keep.sum(1))
-            costs.append(plans.slice_costs)
-            del plans, keep
-        self.rows, self.cols = torch.cat(rows), torch.cat(cols)
-        self.mass = torch.cat(mass)
-        self.counts = torch.cat(counts)
-        self.slice_costs = torch.cat(costs)
-        self.scale = torch.clamp(
-            self.slice_costs.mean(), min=torch.finfo(self.slice_costs.dtype).tiny
+            if bool(keep.all()):
+                # uniform weights: only intervals of positive mass came back
+                flat.append(index.reshape(-1))
+                mass.append(plans.mass.reshape(-1))
+                ids = torch.arange(start, start + index.shape[0], device=Xs.device)
+                slices.append(ids.repeat_interleave(index.shape[1]))
+            else:
+                flat.append(index[keep])
+                mass.append(plans.mass[keep])
+                slices.append(torch.nonzero(keep)[:, 0] + start)
+            del plans, keep, index
+        flat, order = torch.sort(torch.cat(flat))
+        self.rows = torch.div(flat, m, rounding_mode="floor")
+        self.cols = flat - self.rows * m
+        self.mass = torch.cat(mass)[order]
+        self.slice_of = torch.cat(slices)[order]
+        del order
+        # Lifted costs looked up in memory order (4x faster than per slice).
+        self.looked_up = cost is not None
+        self.costs = (
+            cost.reshape(-1)[flat]
+            if cost is not None
+            else _pair_costs(Xs, Xt, self.rows, self.cols, metric)
         )
+        self.slice_costs = torch.zeros(
+            n_slices, dtype=Xs.dtype, device=Xs.device
+        ).index_add_(0, self.slice_of, self.mass * self.costs)
 
     def weights(self, beta):
-        return torch.softmax(-beta * self.slice_costs / self.scale, dim=0)
+        return slice_weights(self.slice_costs, beta)
 
     def sparse(self, beta):
-        w = torch.repeat_interleave(self.weights(beta), self.counts)
-        return self.rows, self.cols, self.mass * w
+        values = self.mass * self.weights(beta)[self.slice_of]
+        if self.looked_up:
+            # the entries' costs are the kernel's: no second lookup
+            return self.rows, self.cols, values, self.costs
+        return self.rows, self.cols, values
 
 
 def make_kernel(a, b, *, C, points, smoothing, sparse):
@@ -148,6 +171,11 @@ def solve_reference(
 def plan_summary(kernel, out, Xs, Xt):
     """Transport cost and barycentric images, in one pass over the plan."""
     x, y = out["x"], out["y"]
+    if kernel.stored:
+        # no n x m plan formed: two products and one pass with the cost
+        row_mass, col_mass, src_img, tgt_img = kernel.plan_images(x, y, Xs, Xt)
+        cost = kernel.plan_cost(x, y)
+        return cost, _normalise(src_img, row_mass), _normalise(tgt_img, col_mass)
     cost = 0.0
     row_mass = Xs.new_zeros(Xs.shape[0])
     col_mass = Xs.new_zeros(Xt.shape[0])
@@ -164,6 +192,8 @@ def plan_summary(kernel, out, Xs, Xt):
 
 def transport_cost(kernel, out):
     """``<C, P>`` of a solve's plan."""
+    if kernel.stored:
+        return kernel.plan_cost(out["x"], out["y"])
     return sum(
         float(torch.sum(P * Cb))
         for _, _, P, Cb in kernel.plan_blocks(out["x"], out["y"])

@@ -196,6 +196,19 @@ def test_lazy_kernel_products_equal_the_dense_ones():
         np.testing.assert_allclose(
             plan.numpy(), x.numpy()[:, None] * K * y.numpy()[None, :], rtol=1e-12
         )
+    # the stored kernel's plan statistics, without forming the plan
+    P = x.numpy()[:, None] * K * y.numpy()[None, :]
+    assert dense.stored and not lazy.stored
+    rows_sum, cols_sum, src_img, tgt_img = dense.plan_images(x, y, X, Y)
+    np.testing.assert_allclose(rows_sum.numpy(), P.sum(1), rtol=1e-12)
+    np.testing.assert_allclose(cols_sum.numpy(), P.sum(0), rtol=1e-12)
+    np.testing.assert_allclose(src_img.numpy(), P @ Y.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(tgt_img.numpy(), P.T @ X.numpy(), rtol=1e-12)
+    assert dense.plan_cost(x, y) == pytest.approx(np.sum(P * C.numpy()), rel=1e-12)
+    # the entries' costs passed in with S give the same kernel
+    given = TransportKernel(a, b, cost=C, alpha=0.3, sparse=(*sparse, C[rows, cols]))
+    given.set_scale(0.5, u, v)
+    np.testing.assert_array_equal(given.mv(y).numpy(), dense.mv(y).numpy())
     # a pure sliced reference (alpha = 0): only S
     only = TransportKernel(a, b, cost=C, alpha=0.0, sparse=sparse)
     only.set_scale(0.5, u, v)

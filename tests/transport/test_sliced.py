@@ -228,3 +228,53 @@ def test_slice_plans_match_the_merged_cdf_search(n, m):
     )
     np.testing.assert_allclose(looked_up.slice_costs, plans.slice_costs, rtol=1e-12)
     np.testing.assert_allclose(looked_up.weights, plans.weights, rtol=1e-12)
+
+
+@pytest.mark.parametrize("n, m", [(40, 40), (37, 55)])
+def test_uniform_weights_keep_the_positive_intervals_of_the_general_merge(n, m):
+    # Uniform weights merge the cdfs once for every slice and keep only the
+    # intervals of positive mass; they must be the general per-slice merge's.
+    rng = np.random.default_rng(4)
+    Xs = torch.as_tensor(rng.normal(size=(n, 3)))
+    Xt = torch.as_tensor(rng.normal(size=(m, 3)))
+    a = torch.full((n,), 1.0 / n, dtype=torch.float64)
+    b = torch.full((m,), 1.0 / m, dtype=torch.float64)
+    kw = {"n_projections": 7, "beta": 2.0, "metric": "sqeuclidean"}
+    plans = compute_sliced_plans(Xs, Xt, a, b, random_state=0, **kw)
+    assert plans.src.shape[1] < n + m  # zero-mass intervals dropped
+    # the general merge: sort the cdfs of each slice, ranks by binary search
+    cdf_s = torch.cumsum(a[plans.order_s], 1).clamp(max=1.0)
+    cdf_t = torch.cumsum(b[plans.order_t], 1).clamp(max=1.0)
+    cdf_s[:, -1], cdf_t[:, -1] = 1.0, 1.0
+    points = torch.sort(torch.cat([cdf_s, cdf_t], 1), 1).values
+    lower = torch.cat([points.new_zeros(7, 1), points[:, :-1]], 1)
+    live = points - lower > 0
+    mid = 0.5 * (points + lower)
+    src = torch.gather(
+        plans.order_s, 1, torch.searchsorted(cdf_s, mid).clamp(max=n - 1)
+    )
+    tgt = torch.gather(
+        plans.order_t, 1, torch.searchsorted(cdf_t, mid).clamp(max=m - 1)
+    )
+    for slice_ in range(7):
+        expected = sorted(
+            zip(
+                src[slice_][live[slice_]].tolist(),
+                tgt[slice_][live[slice_]].tolist(),
+                (points - lower)[slice_][live[slice_]].tolist(),
+            )
+        )
+        got = sorted(
+            zip(
+                plans.src[slice_].tolist(),
+                plans.tgt[slice_].tolist(),
+                plans.mass[slice_].tolist(),
+            )
+        )
+        assert [e[:2] for e in expected] == [g[:2] for g in got]
+        np.testing.assert_allclose([e[2] for e in expected], [g[2] for g in got])
+    np.testing.assert_allclose(plans.cdf_s, cdf_s, rtol=1e-15)
+    # the lifted costs are those of the pairs
+    C = pairwise_cost(Xs, Xt)
+    costs = (plans.mass * C[plans.src, plans.tgt]).sum(1)
+    np.testing.assert_allclose(plans.slice_costs, costs, rtol=1e-12)
