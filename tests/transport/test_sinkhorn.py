@@ -196,6 +196,14 @@ def test_lazy_kernel_products_equal_the_dense_ones():
         np.testing.assert_allclose(
             plan.numpy(), x.numpy()[:, None] * K * y.numpy()[None, :], rtol=1e-12
         )
+    # one pass for K y, the new row scaling and K' x (lazy iterations)
+    a0 = a.clone()
+    a0[3] = 0.0  # a zero weight keeps its scaling at 1
+    Ky, x_new, Ktx = lazy.mv_scale_rmv(y, a0, 1.5)
+    expected_x = torch.where(a0 > 0, a0 / dense.mv(y), 1.0) ** 1.5
+    np.testing.assert_allclose(Ky.numpy(), dense.mv(y).numpy(), rtol=1e-12)
+    np.testing.assert_allclose(x_new.numpy(), expected_x.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(Ktx.numpy(), dense.rmv(expected_x).numpy(), rtol=1e-12)
     # the stored kernel's plan statistics, without forming the plan
     P = x.numpy()[:, None] * K * y.numpy()[None, :]
     assert dense.stored and not lazy.stored
