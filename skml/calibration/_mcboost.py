@@ -67,6 +67,7 @@ from ._mcboost_trees import (
     leaf_rows,
     predict_tree,
     score_edges,
+    tree_threads,
 )
 
 _STOPPING = {"auto", "holdout", "cv", "tolerance", "significance"}
@@ -607,8 +608,9 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
             bucket = torch.bucketize(level, edges, right=True)
             m = len(edges) + 1
             # The audit always looks at group x level-set cells, also when
-            # the update uses one bucket.
-            audit_edges = self._edges(level, data.w, "quantile")
+            # the update uses one bucket (a refit without audit skips it).
+            if val is not None or audit_train:
+                audit_edges = self._edges(level, data.w, "quantile")
             if val is None and audit_train:
                 stat_sigma, stat_abs, n_cells = self._cells(
                     loss, data, p, level, audit_edges
@@ -813,7 +815,7 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
             min_samples_leaf=self.min_samples_leaf,
             l2=self.l2_regularization,
             max_bins=self.max_bins,
-            n_threads=torch.get_num_threads(),
+            n_threads=tree_threads(),
         )
         if loss.name == "quantile":
             # A line search per leaf: the step that minimises the pinball
@@ -927,7 +929,7 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
         d0 = self._affine_step() * self._affine_apply(step["affine"], data, F)
         F = F + d0
         self._write_score_codes(data, F, step["score_edges"])
-        delta = predict_tree(step["tree"], data.codes, torch.get_num_threads())
+        delta = predict_tree(step["tree"], data.codes, tree_threads())
         return d0 / self.learning_rate + to_tensor(delta, F.device, F.dtype)
 
     def _sk_features(self, data, F):
@@ -1008,10 +1010,10 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
     def _work(self, X):
         """Elements of the auditor's design matrix: the size of one operation."""
         if self.auditor == "tree":
-            # Its torch work is on vectors of rows; the trees run in
-            # scikit-learn's OpenMP pool with the same thread count, and two
-            # pools spinning on the same cores made a 12,000-row fit twice as
-            # slow as one thread.
+            # Its torch work is on vectors of rows (one thread below 2e5
+            # rows); the trees run in scikit-learn's OpenMP pool on
+            # tree_threads(). Both pools on two threads made a 12,000-row fit
+            # twice as slow as one thread: they spun on the same cores.
             return X.shape[0]
         width = (X.shape[1] + 1) * (1 + self.n_knots)
         return X.shape[0] * width * (1 + (self.n_groups_ if self.interactions else 0))

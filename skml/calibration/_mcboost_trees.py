@@ -11,7 +11,7 @@ OpenMP engine of ``HistGradientBoostingRegressor``: leaf-wise growth,
 histogram subtraction), called directly on our bins so that binning happens
 once per fit and not once per round. It is a private scikit-learn API;
 :func:`check_grower` fails loudly if its signature moves. Trees run on the
-CPU whatever the estimator's ``device``.
+CPU whatever the estimator's ``device``, on :func:`tree_threads` threads.
 """
 
 import inspect
@@ -19,6 +19,8 @@ import inspect
 import numpy as np
 from sklearn.ensemble._hist_gradient_boosting.grower import TreeGrower
 from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
+
+from ..utils import threads_for
 
 _GROWER_ARGS = {
     "X_binned",
@@ -37,7 +39,10 @@ _GROWER_ARGS = {
 
 
 def check_grower():
-    """Raise ImportError if scikit-learn's tree grower lost an argument."""
+    """Raise ImportError if scikit-learn's tree grower lost an argument
+    (checked once per process)."""
+    if _grower_checked:
+        return
     params = set(inspect.signature(TreeGrower.__init__).parameters)
     missing = _GROWER_ARGS - params
     if missing:  # pragma: no cover - depends on the scikit-learn version
@@ -46,6 +51,22 @@ def check_grower():
             f"the arguments {sorted(_GROWER_ARGS)}; this scikit-learn lacks "
             f"{sorted(missing)}. Use auditor='ridge' or another scikit-learn."
         )
+    _grower_checked.append(True)
+
+
+_grower_checked = []
+
+
+def tree_threads():
+    """Threads of scikit-learn's OpenMP pool for growing and applying trees.
+
+    The thread policy's count for a large operation (the free cores of the
+    budget, see :mod:`skml.utils._threads`), while the estimator's own torch
+    work on row vectors stays on one thread: the grower's histograms are
+    parallel over columns, and with torch on one thread the two pools do not
+    spin on the same cores.
+    """
+    return threads_for(None)
 
 
 def bin_edges(X, max_bins, max_rows=200_000, seed=0, rows=None):

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 from sklearn.tree import DecisionTreeRegressor
+from threadpoolctl import threadpool_limits
 
 from skml.calibration._losses import leaf_quantiles
 from skml.calibration._mcboost_trees import (
@@ -14,6 +15,7 @@ from skml.calibration._mcboost_trees import (
     leaf_rows,
     predict_tree,
     score_edges,
+    tree_threads,
 )
 
 
@@ -123,3 +125,13 @@ def test_leaf_quantiles_match_numpy_per_leaf():
         idx = int(np.ceil(0.9 * len(values))) - 1
         assert float(got[k]) == pytest.approx(values[idx])
     assert float(got[4]) == 0.0
+
+
+def test_tree_threads_follow_the_thread_policy(monkeypatch):
+    # The trees' OpenMP pool gets the policy's count for a large operation,
+    # so a pinned count or a worker's share reaches it.
+    monkeypatch.setenv("SKML_NUM_THREADS", "3")
+    assert tree_threads() == 3
+    monkeypatch.delenv("SKML_NUM_THREADS")
+    with threadpool_limits(limits=1):
+        assert tree_threads() == 1
