@@ -783,7 +783,8 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
         affine = self._affine_fit(loss, data, F, p)
         # The affine step has few parameters: it takes a full Newton step,
         # shrunk by learning_rate only in the caller's update.
-        F = F + self._affine_step() * self._affine_apply(affine, data, F)
+        d0 = self._affine_step() * self._affine_apply(affine, data, F)
+        F = F + d0
         p = loss.inverse(F)
         check_grower()
         w = to_numpy(data.w)
@@ -815,7 +816,7 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
             min_samples_leaf=self.min_samples_leaf,
             l2=self.l2_regularization,
             max_bins=self.max_bins,
-            n_threads=tree_threads(),
+            n_threads=data.tree_threads,
         )
         if loss.name == "quantile":
             # A line search per leaf: the step that minimises the pinball
@@ -831,12 +832,19 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
             for node, value in zip(grower.finalized_leaves, values.tolist()):
                 node.value = value
         tree = grower.make_predictor(binning_thresholds=self.bin_edges_ + [edges])
-        return {
+        step = {
             "edges": F.new_empty(0),
             "affine": affine,
             "score_edges": edges,
             "tree": tree,
         }
+        if live.all():
+            # The training rows' update, from the grower's own leaves: the
+            # caller applies this round to these rows next (_tree_update).
+            leaf, values = leaf_rows(grower, len(live))
+            delta = d0 / self.learning_rate + to_tensor(values[leaf], F.device, F.dtype)
+            data.round_delta = (step, delta)
+        return step
 
     def _affine_step(self):
         """Step size of the affine part: ``learning_rate`` (as the tree's),
@@ -926,10 +934,16 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
     def _tree_update(self, step, data, F):
         # The caller adds learning_rate * (returned delta): the affine part is
         # scaled up so that it enters with a full step, as in fit.
+        cached = data.round_delta
+        if cached is not None and cached[0] is step:
+            # the round was just grown on these rows, from this F
+            # (whose score column _tree_round already wrote)
+            data.round_delta = None
+            return cached[1]
         d0 = self._affine_step() * self._affine_apply(step["affine"], data, F)
         F = F + d0
         self._write_score_codes(data, F, step["score_edges"])
-        delta = predict_tree(step["tree"], data.codes, tree_threads())
+        delta = predict_tree(step["tree"], data.codes, data.tree_threads)
         return d0 / self.learning_rate + to_tensor(delta, F.device, F.dtype)
 
     def _sk_features(self, data, F):
@@ -1071,6 +1085,17 @@ class _Data:
         # The affine step's [1, g] block and its Gram matrix (squared loss).
         self.affine_static = None
         self.affine_gram = None
+        self._tree_threads = None
+        # (step, update) of the tree round just grown on these rows
+        self.round_delta = None
+
+    @property
+    def tree_threads(self):
+        """The trees' thread count, decided once per split rather than
+        every round (each decision reads the cores' load)."""
+        if self._tree_threads is None:
+            self._tree_threads = tree_threads()
+        return self._tree_threads
 
     def static_gram(self):
         if self._gram is None:
