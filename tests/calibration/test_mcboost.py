@@ -582,3 +582,24 @@ def test_certificate_at_termination(s2):
     none, _ = _fit_predict(s2, max_iter=0, early_stopping=False)
     assert not none.mc_certified_
     assert none.mc_statistic_ > model.mc_statistic_
+
+
+@pytest.mark.parametrize("zero_weights", [False, True])
+def test_tree_rounds_fitted_scores_are_the_predictions(zero_weights):
+    # During fit the training rows' update of a tree round comes from the
+    # grower's leaves (all weights positive) or from the tree's predictor
+    # (some zero); either way the fitted scores must be what predict gives.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(600, 3))
+    y = X[:, 0] * (X[:, 1] > 0) + 0.3 * rng.normal(size=600)
+    w = np.ones(600)
+    if zero_weights:
+        w[:50] = 0.0
+    base = 0.5 * X[:, 0]
+    model = MCBoostRegressor(
+        None, early_stopping=False, max_iter=15, random_state=0
+    ).fit(X, y, sample_weight=w, base_predictions=base)
+    assert model.n_iter_ == 15
+    pred = model.predict(X, base_predictions=base)
+    fitted = np.sum(w * (y - pred) ** 2) / np.sum(w)
+    assert model.train_score_[-1] == pytest.approx(fitted, rel=1e-12)
