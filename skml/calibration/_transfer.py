@@ -119,9 +119,13 @@ def transfer_report(
             Its standard error, ``std(rho * r, ddof=1) / sqrt(n_source)``
             (the estimated ``rho`` treated as known).
         bias_bound : float
-            ``|bias_estimate| + z * bias_se``, ``z`` the two-sided normal
-            quantile of ``confidence``: an approximate upper confidence bound
-            on the absolute target bias.
+            ``|bias_estimate| + z * bias_se + |clip_shift|``, ``z`` the
+            two-sided normal quantile of ``confidence``: an approximate upper
+            confidence bound on the absolute target bias.
+        clip_shift : float
+            ``mean(rho_raw * r) - bias_estimate``, ``rho_raw`` the unclipped
+            ratios at mean 1: how far the clipping moved the estimate. The
+            bound allows for it.
         bias_in_span : float
             ``mean(rho_in * r)``: the bias carried by the projection of
             ``rho`` on the audit span (about 0 for a multicalibrated model).
@@ -191,7 +195,10 @@ def transfer_report(
       out-of-fold probability that source row ``i`` is a target row, clipped
       at its 99.5% quantile and renormalised to mean 1 over the source rows
       (a self-normalised, slightly biased estimate that trades a little bias
-      for a bounded variance).
+      for a bounded variance). Clipping pulls the estimate toward the
+      source's own residual; ``bias_bound`` adds the shift it caused, as the
+      unclipped ratios measure it, to the standard error term. The
+      estimated ratio is otherwise treated as known.
     - The audit span, unless the estimator has an ``audit_basis`` method: the
       constant; the estimator's group indicators; unless
       ``auditor="groups"`` with ``bucket_strategy="none"``, indicators of 10
@@ -317,6 +324,7 @@ def transfer_report(
     rho = p / (1 - p) * (n_s / n_t)
     cap = np.quantile(rho, CLIP_QUANTILE)
     n_clipped = int(np.sum(rho > cap))
+    rho_raw = rho / rho.mean()
     rho = np.minimum(rho, cap)
     scale = rho.mean()
     rho, cap = rho / scale, cap / scale
@@ -347,7 +355,10 @@ def transfer_report(
     root_n = np.sqrt(n_s)
     bias = float(np.mean(rho * r))
     bias_se = float(np.std(rho * r, ddof=1) / root_n)
-    bound = abs(bias) + z * bias_se
+    # Clipping trades variance for a bias toward the source's residual; the
+    # bound allows for it as far as the unclipped ratios show it.
+    clip_shift = float(np.mean(rho_raw * r)) - bias
+    bound = abs(bias) + z * bias_se + abs(clip_shift)
     bias_in = float(np.mean(rho_in * r))
     bias_out = float(np.mean(rho_out * r))
     se_out = float(np.std(rho_out * r, ddof=1) / root_n)
@@ -363,6 +374,7 @@ def transfer_report(
         bias_estimate=bias,
         bias_se=bias_se,
         bias_bound=float(bound),
+        clip_shift=clip_shift,
         bias_in_span=bias_in,
         bias_out_of_span=bias_out,
         bias_out_of_span_se=se_out,

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from scipy.stats import norm
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
@@ -13,6 +14,7 @@ REPORT_KEYS = {
     "bias_estimate",
     "bias_se",
     "bias_bound",
+    "clip_shift",
     "bias_in_span",
     "bias_out_of_span",
     "bias_out_of_span_se",
@@ -89,6 +91,11 @@ def test_report_keys_and_invariants(inside):
     )
     assert isinstance(report.inside_span, bool)
     assert isinstance(report.summary, str) and "bias" in report.summary
+    # the bound: estimate, normal quantile times SE, and the clipping's shift
+    z = norm.ppf(0.5 + report.confidence / 2)
+    assert report.bias_bound == pytest.approx(
+        abs(report.bias_estimate) + z * report.bias_se + abs(report.clip_shift)
+    )
 
 
 def test_density_ratio_tracks_the_truth(inside, outside):
