@@ -707,6 +707,9 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
             tree_part = self._tree_round(loss, data, F1, loss.inverse(F1))
             del tree_part["edges"]
             step.update(tree_part)
+            if data.round_delta is not None and data.round_delta[0] is tree_part:
+                # _apply_round rebuilds the same F1 before the tree's update
+                data.round_delta = (step, data.round_delta[1])
             return step
         if isinstance(self.auditor, str):
             return self._audit_round_ridge(loss, data, F, p, edges, bucket, m)

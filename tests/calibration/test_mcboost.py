@@ -584,8 +584,9 @@ def test_certificate_at_termination(s2):
     assert none.mc_statistic_ > model.mc_statistic_
 
 
+@pytest.mark.parametrize("auditor", ["tree", "hybrid"])
 @pytest.mark.parametrize("zero_weights", [False, True])
-def test_tree_rounds_fitted_scores_are_the_predictions(zero_weights):
+def test_tree_rounds_fitted_scores_are_the_predictions(zero_weights, auditor):
     # During fit the training rows' update of a tree round comes from the
     # grower's leaves (all weights positive) or from the tree's predictor
     # (some zero); either way the fitted scores must be what predict gives.
@@ -597,7 +598,7 @@ def test_tree_rounds_fitted_scores_are_the_predictions(zero_weights):
         w[:50] = 0.0
     base = 0.5 * X[:, 0]
     model = MCBoostRegressor(
-        None, early_stopping=False, max_iter=15, random_state=0
+        None, auditor=auditor, early_stopping=False, max_iter=15, random_state=0
     ).fit(X, y, sample_weight=w, base_predictions=base)
     assert model.n_iter_ == 15
     pred = model.predict(X, base_predictions=base)
