@@ -68,6 +68,8 @@ sphinx_gallery_conf = {
     "filename_pattern": r"/plot_",
     "download_all_examples": False,
     "remove_config_comments": True,
+    # The examples are independent scripts: run them on two cores (joblib).
+    "parallel": 2,
 }
 
 # torch prints a UserWarning about NumPy on import in some builds; keep the
