@@ -5,13 +5,15 @@ import numpy as np
 import pytest
 import torch
 
-# The suite runs under pytest-xdist (``-n auto --dist loadgroup`` in
-# pyproject.toml). Each worker imports torch and builds its own copies of the
-# shared fixtures, so more workers than this stop paying for themselves on the
-# small fits that make up most of the suite.
+# The suite runs under pytest-xdist (``-n auto`` in pyproject.toml). Each
+# worker imports torch and builds its own copies of the shared fixtures, so
+# more workers than this stop paying for themselves on the small fits that
+# make up most of the suite.
 MAX_WORKERS = 4
 
 
+# optionalhook: with ``-p no:xdist`` these hooks have no spec and are skipped.
+@pytest.hookimpl(optionalhook=True)
 def pytest_xdist_auto_num_workers(config):
     try:
         cores = len(os.sched_getaffinity(0))
@@ -36,6 +38,7 @@ def _modules_with_shared_fixtures(root):
     }
 
 
+@pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
     # xdist's own "loadgroup" relies on rewriting node ids, which pytest 9.2
     # no longer honours (pytest-xdist issue 1386), so the grouping is done
