@@ -155,6 +155,21 @@ def test_overrelaxation_reaches_the_same_plan_in_fewer_iterations():
     np.testing.assert_allclose(fast["plan"].numpy(), expected, atol=1e-8)
 
 
+def test_lazy_blocks_fit_the_cache_on_cpu_only():
+    from skml.transport._sinkhorn import _CPU_BLOCK_BYTES, _budget_rows
+
+    m = 50_000
+    # the CPU block is capped near the cache size, whatever the budget
+    cpu = _budget_rows(m, 2**28)
+    assert cpu == _CPU_BLOCK_BYTES // (8 * m) < 2**28 // (32 * m)
+    assert _budget_rows(m, 2**28, device="cpu") == cpu
+    # a smaller budget still wins; an accelerator keeps the whole budget
+    assert _budget_rows(m, 2**20) == max(1, 2**20 // (32 * m))
+    assert _budget_rows(m, 2**28, device="cuda") == 2**28 // (32 * m)
+    # never below one row
+    assert _budget_rows(10**9, 2**28) == 1
+
+
 def test_lazy_kernel_products_equal_the_dense_ones():
     from skml.transport._sinkhorn import TransportKernel
 
