@@ -88,6 +88,13 @@ class _NaNLoss(Exception):
     pass
 
 
+def _shared_tensor(array):
+    """A tensor sharing ``array``'s memory, or a copy when it is read-only
+    (a memmap, say): torch warns on a tensor over memory it may not write."""
+    array = np.asarray(array)
+    return torch.as_tensor(array if array.flags.writeable else array.copy())
+
+
 class _SliceBatches:
     """skorch ``iterator_train``: batches sliced from whole tensors.
 
@@ -96,8 +103,8 @@ class _SliceBatches:
     """
 
     def __init__(self, dataset, batch_size, shuffle=True, generator=None):
-        self.X = torch.as_tensor(np.asarray(dataset.X))
-        self.y = torch.as_tensor(np.asarray(dataset.y))
+        self.X = _shared_tensor(dataset.X)
+        self.y = _shared_tensor(dataset.y)
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.generator = generator
@@ -398,7 +405,7 @@ class _BaseGRASP(TorchEstimatorMixin, BaseEstimator):
     @staticmethod
     def _run(model, X, batch=256):
         """Forward ``X`` (from ``_inputs``) in batches, in the model's dtype."""
-        X = torch.as_tensor(X)
+        X = _shared_tensor(X) if isinstance(X, np.ndarray) else torch.as_tensor(X)
         if X.is_floating_point():
             X = X.to(next(model.parameters()).dtype)
         if len(X) <= batch:

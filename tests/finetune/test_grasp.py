@@ -215,6 +215,22 @@ def test_regressor_multi_output_shapes():
     assert model.fit(X, Y[:, 0]).predict(X[:3]).shape == (3,)
 
 
+def test_read_only_input_is_not_written_and_gives_no_warning():
+    from skml.finetune import GRASPRegressor
+
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(80, 4)).astype(np.float32)
+    y = X[:, 0].copy()
+    X.setflags(write=False)
+    y.setflags(write=False)
+    model = GRASPRegressor(naive_epochs=3, grasp_epochs=3, random_state=0)
+    with warnings.catch_warnings():
+        # torch: "The given NumPy array is not writable ..."
+        warnings.filterwarnings("error", message=".*not writable.*")
+        model.fit(X, y)
+        assert model.predict(X[:3]).shape == (3,)
+
+
 @pytest.mark.parametrize("optimizer", ["muon", "symmetry"])
 def test_block_optimizers_keep_identification_and_projection(optimizer):
     data = make_persona_drift(config="A", random_state=0)
