@@ -259,9 +259,10 @@ class SROTransport(
         product underflows.
     coupling : {"auto", "dense", "lazy"}, default="auto"
         ``"dense"`` keeps the n x m kernel in memory; ``"lazy"`` recomputes
-        it in row blocks of about 256 MB from the points once per
-        iteration, so memory is O((n + m) d) plus the sliced reference's
-        O(L (n + m)) entries, at the price of a matrix product and an exp per
+        it in row blocks from the points once per iteration (about 8 MB a
+        block on the CPU, to stay in the cache; up to 256 MB on a GPU), so
+        memory is O((n + m) d) plus the sliced reference's O(L (n + m))
+        entries, at the price of a matrix product and an exp per
         entry and iteration (the dense kernel is only read). ``"auto"``: dense up
         to 1.5e8 entries. ``coupling_`` and ``cost_`` still form the n x m
         matrices when read.
