@@ -56,6 +56,7 @@ from ._mcboost_kernels import (
     cell_audit,
     dynamic_design,
     ridge_from_moments,
+    scaled_cell_moments,
     static_design,
     weighted_gram,
 )
@@ -73,6 +74,10 @@ from ._mcboost_trees import (
 _STOPPING = {"auto", "holdout", "cv", "tolerance", "significance"}
 # From this many rows on, freed heap pages are handed back every round.
 _TRIM_ROWS = 100_000
+# The affine step sums per cell of the groups from this many rows a cell on.
+_ROWS_PER_CELL = 8
+# ... and when [1, g] has more columns than this.
+_NARROW_AFFINE = 2
 
 
 class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
@@ -883,6 +888,13 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
         h = loss.hessian(p)
         z = loss.gradient(data.y, p) / h
         Zs = self._affine_static(data)
+        mass = torch.sum(data.w)[None]
+        cells = self._affine_cells(data)
+        if cells is not None:
+            S2, Sz, zz = scaled_cell_moments(
+                cells[0], cells[1], z, data.w * h, self._affine_u(F)
+            )
+            return ridge_from_moments(S2, Sz, zz, mass, self.alpha)[0][0]
         u = self._affine_u(F)[:, None]
         Zd = u if data.G is None else torch.cat([u, data.G * u], 1)
         static = None
@@ -893,9 +905,13 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
             static = data.affine_gram
         bucket = torch.zeros(len(F), dtype=torch.long, device=F.device)
         S2, Sz, zz = bucket_moments(Zs, Zd, z, data.w * h, bucket, 1, static)
-        mass = torch.sum(data.w)[None]
         coef, _ = ridge_from_moments(S2, Sz, zz, mass, self.alpha)
         return coef[0]
+
+    @staticmethod
+    def _affine_cells(data):
+        """``data.group_cells()``: None without groups or with many cells."""
+        return data.group_cells() or None
 
     @staticmethod
     def _group_cells(G, n, F, cells=None):
@@ -1088,6 +1104,9 @@ class _Data:
         # The affine step's [1, g] block and its Gram matrix (squared loss).
         self.affine_static = None
         self.affine_gram = None
+        # group_cells(): (distinct rows of [1, g], each row's index), False
+        # without groups or with many cells, None before the first call
+        self.affine_cells = None
         self._tree_threads = None
         # (step, update) of the tree round just grown on these rows
         self.round_delta = None
@@ -1113,7 +1132,7 @@ class _Data:
                 return np.asfortranarray(value[idx])
             return None if value is None else value[t]
 
-        return _Data(
+        part = _Data(
             take(self.X),
             None if self.X_np is None else self.X_np[idx],
             take(self.y),
@@ -1123,6 +1142,28 @@ class _Data:
             take(self.Zs),
             take(self.codes),
         )
+        # the cells of the whole data serve every subset (the folds, the
+        # holdout): one torch.unique per fit
+        cells = self.group_cells()
+        part.affine_cells = cells and (cells[0], cells[1][t])
+        return part
+
+    def group_cells(self):
+        """The distinct rows of ``[1, g]`` and each row's index, when the
+        groups take few distinct values (the affine step's moments then come
+        from per-cell sums); False otherwise."""
+        if self.affine_cells is None:
+            self.affine_cells = False
+            if self.G is not None:
+                G, cell = torch.unique(self.G, dim=0, return_inverse=True)
+                C = torch.cat([G.new_ones(len(G), 1), G], 1)
+                # Per-cell sums pay off while the cells are few against the
+                # rows and the design is wide (with one group column the
+                # products cost less than the sums' overhead).
+                few = C.shape[0] * _ROWS_PER_CELL <= len(cell)
+                if few and C.shape[1] > _NARROW_AFFINE:
+                    self.affine_cells = (C, cell)
+        return self.affine_cells
 
     def split(self, train_idx, val_idx):
         """Train and validation subsets; when they partition the rows, the

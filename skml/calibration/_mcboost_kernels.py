@@ -199,6 +199,43 @@ def bucket_moments(Zs, Zd, z, W, bucket, m, static_gram=None):
     return S2, Sz, zz
 
 
+def scaled_cell_moments(C, cell, z, W, u):
+    """Moments of :func:`bucket_moments` for ``Z = [c, u c]``, one bucket,
+    where every row's ``c`` is one of a few distinct rows of ``C``.
+
+    The affine step's design is ``[1, g, u, g u]``: within a cell of the
+    group indicators it is ``c`` and ``u c`` with ``c = [1, g]`` fixed, so
+    ``Z'WZ`` and ``Z'Wz`` follow from five per-cell sums of ``W``, ``W u``,
+    ``W u^2``, ``W z`` and ``W u z``: O(n) instead of O(n p^2).
+
+    Parameters
+    ----------
+    C : Tensor of shape (n_cells, q)
+        The distinct rows ``c``.
+    cell : Tensor of shape (n,), int64
+        Each row's index into ``C``.
+    z, W, u : Tensor of shape (n,)
+        Working response, weights and the score column.
+
+    Returns
+    -------
+    S2 : Tensor of shape (1, 2 q, 2 q)
+    Sz : Tensor of shape (1, 2 q)
+    zz : Tensor of shape (1,)
+    """
+    Wu, Wz = W * u, W * z
+    columns = torch.stack([W, Wu, Wu * u, Wz, Wu * z], 1)
+    sums = columns.new_zeros(C.shape[0], 5).index_add_(0, cell, columns)
+
+    def gram(k):
+        return (C * sums[:, k, None]).T @ C
+
+    s0, s1, s2 = gram(0), gram(1), gram(2)
+    S2 = torch.cat([torch.cat([s0, s1], 1), torch.cat([s1, s2], 1)], 0)
+    Sz = torch.cat([C.T @ sums[:, 3], C.T @ sums[:, 4]])
+    return S2[None], Sz[None], torch.sum(Wz * z)[None]
+
+
 def ridge_from_moments(S2, Sz, zz, n_eff, alpha):
     """Weighted ridge fits of every bucket from its moments, one batched solve.
 

@@ -604,3 +604,43 @@ def test_tree_rounds_fitted_scores_are_the_predictions(zero_weights, auditor):
     pred = model.predict(X, base_predictions=base)
     fitted = np.sum(w * (y - pred) ** 2) / np.sum(w)
     assert model.train_score_[-1] == pytest.approx(fitted, rel=1e-12)
+
+
+def test_affine_step_by_group_cells_equals_the_row_products(monkeypatch):
+    # Two categorical attributes' one-hot columns as groups: the affine step
+    # sums per cell of the groups; the predictions equal those of the
+    # row-by-row products (cells switched off).
+    import skml.calibration._mcboost as mcboost_module
+
+    rng = np.random.default_rng(0)
+    n = 3000
+    a, b = rng.integers(3, size=n), rng.integers(4, size=n)
+    G = np.column_stack([np.eye(3)[a], np.eye(4)[b]])
+    X = rng.normal(size=(n, 3))
+    y = X[:, 0] + 0.5 * (a == 1) * X[:, 1] + 0.3 * (b == 2) + 0.3 * rng.normal(size=n)
+    base = X[:, 0]
+    params = {"early_stopping": False, "max_iter": 10, "random_state": 0}
+
+    def fit_predict():
+        model = MCBoostRegressor(None, **params)
+        model.fit(X, y, groups=G, base_predictions=base)
+        return model.predict(X, groups=G, base_predictions=base)
+
+    from skml.calibration._mcboost import _Data
+
+    seen = []
+    original = _Data.group_cells
+
+    def spy(self):
+        out = original(self)
+        seen.append(out is not False)
+        return out
+
+    monkeypatch.setattr(_Data, "group_cells", spy)
+    by_cells = fit_predict()
+    assert all(seen) and seen
+    monkeypatch.setattr(mcboost_module, "_NARROW_AFFINE", 10**6)
+    seen.clear()
+    by_rows = fit_predict()
+    assert not any(seen)
+    np.testing.assert_allclose(by_cells, by_rows, rtol=1e-10, atol=1e-12)

@@ -11,6 +11,7 @@ from skml.calibration._mcboost_kernels import (
     cell_audit,
     dynamic_design,
     ridge_from_moments,
+    scaled_cell_moments,
     static_design,
     weighted_gram,
 )
@@ -64,6 +65,26 @@ def test_static_gram_reuse_equals_full_moments(problem, with_dynamic):
     expected = (ZW.T @ Z, ZW.T @ zt, torch.sum(Wt * zt**2))
     for got, ref in zip(fast, expected):
         np.testing.assert_allclose(got[0].numpy(), ref.numpy(), rtol=1e-12, atol=1e-9)
+
+
+def test_cell_moments_equal_the_row_moments():
+    # [1, g, u, g u] with g the one-hot columns of two categorical
+    # attributes: per-cell sums give the same moments as the rows
+    rng = np.random.default_rng(3)
+    n = 700
+    g = np.column_stack(
+        [np.eye(3)[rng.integers(3, size=n)], np.eye(4)[rng.integers(4, size=n)]]
+    )
+    u, z, W = rng.normal(size=n), rng.normal(size=n), rng.random(n) + 0.1
+    Zs = np.column_stack([np.ones(n), g])
+    Z = np.column_stack([Zs, Zs * u[:, None]])
+    G, cell = torch.unique(torch.as_tensor(g), dim=0, return_inverse=True)
+    C = torch.cat([torch.ones(len(G), 1, dtype=G.dtype), G], 1)
+    assert len(C) <= 12
+    S2, Sz, zz = scaled_cell_moments(C, cell, *_t(z, W, u))
+    np.testing.assert_allclose(S2[0].numpy(), (Z * W[:, None]).T @ Z, rtol=1e-12)
+    np.testing.assert_allclose(Sz[0].numpy(), (Z * W[:, None]).T @ z, rtol=1e-12)
+    np.testing.assert_allclose(zz.numpy(), [np.sum(W * z * z)], rtol=1e-12)
 
 
 def test_bucket_moments_per_bucket(problem):
