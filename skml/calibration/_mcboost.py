@@ -74,7 +74,8 @@ from ._mcboost_trees import (
 _STOPPING = {"auto", "holdout", "cv", "tolerance", "significance"}
 # From this many rows on, freed heap pages are handed back every round.
 _TRIM_ROWS = 100_000
-# The affine step sums per cell of the groups from this many rows a cell on.
+# The affine step sums per cell of the groups with at least this many rows
+# a cell ...
 _ROWS_PER_CELL = 8
 # ... and when [1, g] has more columns than this.
 _NARROW_AFFINE = 2
@@ -1105,8 +1106,10 @@ class _Data:
         self.affine_static = None
         self.affine_gram = None
         # group_cells(): (distinct rows of [1, g], each row's index), False
-        # without groups or with many cells, None before the first call
+        # without groups or with many cells, None before the first call;
+        # a subset reads them from (the whole data, its rows)
         self.affine_cells = None
+        self._cells_of = None
         self._tree_threads = None
         # (step, update) of the tree round just grown on these rows
         self.round_delta = None
@@ -1143,15 +1146,17 @@ class _Data:
             take(self.codes),
         )
         # the cells of the whole data serve every subset (the folds, the
-        # holdout): one torch.unique per fit
-        cells = self.group_cells()
-        part.affine_cells = cells and (cells[0], cells[1][t])
+        # holdout): one torch.unique per fit, when the affine step asks
+        part._cells_of = (self, t)
         return part
 
     def group_cells(self):
         """The distinct rows of ``[1, g]`` and each row's index, when the
         groups take few distinct values (the affine step's moments then come
         from per-cell sums); False otherwise."""
+        if self.affine_cells is None and self._cells_of is not None:
+            cells = self._cells_of[0].group_cells()
+            self.affine_cells = cells and (cells[0], cells[1][self._cells_of[1]])
         if self.affine_cells is None:
             self.affine_cells = False
             if self.G is not None:
