@@ -639,9 +639,11 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
             yield
             if t == max_rounds:
                 break
-            step = self._audit_round(loss, data, F, p, edges, bucket, m, rng)
+            step, delta = self._audit_round(loss, data, F, p, edges, bucket, m, rng)
             run.rounds.append(step)
-            F = F + self.learning_rate * self._apply_round(step, data, F, loss)
+            if delta is None:
+                delta = self._apply_round(step, data, F, loss)
+            F = F + self.learning_rate * delta
             run.F = F
             if val is not None:
                 Fv = Fv + self.learning_rate * self._apply_round(step, val, Fv, loss)
@@ -703,22 +705,25 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
         return dynamic_design(fs, data.G, knots, self.interactions)
 
     def _audit_round(self, loss, data, F, p, edges, bucket, m, rng):
-        """Fit the auditor of every bucket to the Newton working response."""
+        """Fit the auditor of every bucket to the Newton working response.
+
+        Returns the step and, when the fit already gives it, the update of
+        ``data``'s rows (what :meth:`_apply_round` would compute), else None.
+        """
         if self.auditor == "tree":
             return self._tree_round(loss, data, F, p)
         if self.auditor == "hybrid":
             # A ridge step, then a tree on what the ridge step left.
             step = self._audit_round_ridge(loss, data, F, p, edges, bucket, m)
-            F1 = F + self.learning_rate * self._ridge_update(step, data, F)
-            tree_part = self._tree_round(loss, data, F1, loss.inverse(F1))
+            d1 = self._ridge_update(step, data, F)
+            F1 = F + self.learning_rate * d1
+            tree_part, tree_delta = self._tree_round(loss, data, F1, loss.inverse(F1))
             del tree_part["edges"]
             step.update(tree_part)
-            if data.round_delta is not None and data.round_delta[0] is tree_part:
-                # _apply_round rebuilds the same F1 before the tree's update
-                data.round_delta = (step, data.round_delta[1])
-            return step
+            return step, None if tree_delta is None else d1 + tree_delta
         if isinstance(self.auditor, str):
-            return self._audit_round_ridge(loss, data, F, p, edges, bucket, m)
+            step = self._audit_round_ridge(loss, data, F, p, edges, bucket, m)
+            return step, None
         h = loss.hessian(p)
         z = loss.gradient(data.y, p) / h
         W = data.w * h
@@ -752,7 +757,7 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
             j_best = int(np.argmax(gains))
             models = [mdl if j == j_best else None for j, mdl in enumerate(models)]
         step["auditors"] = models
-        return step
+        return step, None
 
     def _audit_round_ridge(self, loss, data, F, p, edges, bucket, m):
         """The batched ridge (or group) auditors of every bucket."""
@@ -788,7 +793,12 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
 
     def _tree_round(self, loss, data, F, p):
         """An affine step on the score, then one histogram tree over
-        [features, groups, score] on what the affine step left."""
+        [features, groups, score] on what the affine step left.
+
+        Returns the step and the update of ``data``'s rows from the grower's
+        own leaves (None when some rows have zero weight: the grower did not
+        see them).
+        """
         affine = self._affine_fit(loss, data, F, p)
         # The affine step has few parameters: it takes a full Newton step,
         # shrunk by learning_rate only in the caller's update.
@@ -847,13 +857,13 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
             "score_edges": edges,
             "tree": tree,
         }
-        if live.all():
-            # The training rows' update, from the grower's own leaves: the
-            # caller applies this round to these rows next (_tree_update).
-            leaf, values = leaf_rows(grower, len(live))
-            delta = d0 / self.learning_rate + to_tensor(values[leaf], F.device, F.dtype)
-            data.round_delta = (step, delta)
-        return step
+        if not live.all():
+            return step, None
+        # The training rows' update from the grower's own leaves: no second
+        # affine pass, score binning or tree prediction (_tree_update).
+        leaf, values = leaf_rows(grower, len(live))
+        delta = d0 / self.learning_rate + to_tensor(values[leaf], F.device, F.dtype)
+        return step, delta
 
     def _affine_step(self):
         """Step size of the affine part: ``learning_rate`` (as the tree's),
@@ -954,12 +964,6 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
     def _tree_update(self, step, data, F):
         # The caller adds learning_rate * (returned delta): the affine part is
         # scaled up so that it enters with a full step, as in fit.
-        cached = data.round_delta
-        if cached is not None and cached[0] is step:
-            # the round was just grown on these rows, from this F
-            # (whose score column _tree_round already wrote)
-            data.round_delta = None
-            return cached[1]
         d0 = self._affine_step() * self._affine_apply(step["affine"], data, F)
         F = F + d0
         self._write_score_codes(data, F, step["score_edges"])
@@ -1111,8 +1115,6 @@ class _Data:
         self.affine_cells = None
         self._cells_of = None
         self._tree_threads = None
-        # (step, update) of the tree round just grown on these rows
-        self.round_delta = None
 
     @property
     def tree_threads(self):
