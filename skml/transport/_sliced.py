@@ -101,7 +101,6 @@ def compute_sliced_plans(
     random_state,
     directions=None,
     cost=None,
-    lift=True,
 ):
     """Per-slice north-west-corner plans and their softmax(-beta cost) weights.
 
@@ -110,10 +109,32 @@ def compute_sliced_plans(
     monotone 1-D plan on the sorted supports. ``cost``, the (n, m) ground
     cost matrix when the caller holds it, gives the lifted costs by lookup
     (one gather instead of forming the pairs' differences in every slice;
-    equal up to rounding). ``lift=False`` skips the lifted
-    costs (``slice_costs`` and ``weights`` are then None) for a caller that
-    computes them in its own order.
+    equal up to rounding).
     """
+    plans = slice_plans(
+        Xs,
+        Xt,
+        a,
+        b,
+        n_projections=n_projections,
+        random_state=random_state,
+        directions=directions,
+    )
+    src, tgt, m = plans.src, plans.tgt, Xt.shape[0]
+    # Lifted (ambient) cost of each slice's plan.
+    if cost is None:
+        cost = _pair_costs(Xs, Xt, src, tgt, metric).reshape(src.shape)
+    else:
+        cost = cost.reshape(-1)[src * m + tgt]
+    plans.slice_costs = torch.sum(plans.mass * cost, dim=1)
+    plans.weights = slice_weights(plans.slice_costs, beta)
+    return plans
+
+
+def slice_plans(Xs, Xt, a, b, *, n_projections, random_state, directions=None):
+    """:func:`compute_sliced_plans` without the lifted costs and weights
+    (``slice_costs`` and ``weights`` are None), for a caller that computes
+    them in its own order."""
     n, m = Xs.shape[0], Xt.shape[0]
     if directions is None:
         theta = _directions(
@@ -145,15 +166,6 @@ def compute_sliced_plans(
     else:
         src = torch.gather(order_s, 1, rank_s)
         tgt = torch.gather(order_t, 1, rank_t)
-    slice_costs = weights = None
-    if lift:
-        # Lifted (ambient) cost of each slice's plan.
-        if cost is None:
-            cost = _pair_costs(Xs, Xt, src, tgt, metric).reshape(src.shape)
-        else:
-            cost = cost.reshape(-1)[src * m + tgt]
-        slice_costs = torch.sum(mass * cost, dim=1)
-        weights = slice_weights(slice_costs, beta)
     return SlicedPlans(
         directions=theta,
         proj_s=ps,
@@ -165,8 +177,8 @@ def compute_sliced_plans(
         src=src,
         tgt=tgt,
         mass=mass,
-        weights=weights,
-        slice_costs=slice_costs,
+        weights=None,
+        slice_costs=None,
     )
 
 

@@ -8,7 +8,7 @@ import math
 import torch
 
 from ._sinkhorn import TransportKernel, solve
-from ._sliced import _directions, _pair_costs, compute_sliced_plans, slice_weights
+from ._sliced import _directions, _pair_costs, slice_plans, slice_weights
 
 # Candidate references of beta="auto" / reference_smoothing="auto": (beta,
 # smoothing) pairs, tried with entropic OT (the fallback) by transport cost.
@@ -89,17 +89,14 @@ class SlicedReference:
         flat, mass, slices = [], [], []
         chunk = max(16, _SLICE_ELEMENTS // (Xs.shape[0] + m))
         for start in range(0, n_slices, chunk):
-            plans = compute_sliced_plans(
+            plans = slice_plans(
                 Xs,
                 Xt,
                 a,
                 b,
                 n_projections=None,
-                beta=0.0,
-                metric=metric,
                 random_state=None,
                 directions=directions[:, start : start + chunk],
-                lift=False,
             )
             index = plans.src * m + plans.tgt
             keep = plans.mass > 0
