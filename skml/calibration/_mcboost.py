@@ -900,8 +900,8 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
         z = loss.gradient(data.y, p) / h
         Zs = self._affine_static(data)
         mass = torch.sum(data.w)[None]
-        cells = self._affine_cells(data)
-        if cells is not None:
+        cells = data.group_cells()
+        if cells:
             S2, Sz, zz = scaled_cell_moments(
                 cells[0], cells[1], z, data.w * h, self._affine_u(F)
             )
@@ -918,11 +918,6 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
         S2, Sz, zz = bucket_moments(Zs, Zd, z, data.w * h, bucket, 1, static)
         coef, _ = ridge_from_moments(S2, Sz, zz, mass, self.alpha)
         return coef[0]
-
-    @staticmethod
-    def _affine_cells(data):
-        """``data.group_cells()``: None without groups or with many cells."""
-        return data.group_cells() or None
 
     @staticmethod
     def _group_cells(G, n, F, cells=None):
