@@ -45,6 +45,11 @@ _BANDWIDTH_SCALE = 1.5
 _TAIL_KNOTS = 20
 # Fraction of each row's observed entries that ``score`` hides.
 _SCORE_HOLDOUT = 0.2
+# init="homotopy": the blend weights of the data in the stages before the
+# data themselves, with each stage's iteration cap and tolerance.
+_HOMOTOPY = (0.0, 0.1, 0.3)
+_STAGE_ITER = 50
+_STAGE_TOL = 1e-4
 
 
 class _BaseNonlinearFactor(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
@@ -61,7 +66,7 @@ class _BaseNonlinearFactor(TorchEstimatorMixin, TransformerMixin, BaseEstimator)
         "alpha_factors": [Interval(Real, 0, None, closed="left")],
         "incoherence": [Interval(Real, 1, None, closed="left"), None],
         "fit_intercept": ["boolean"],
-        "init": [StrOptions({"spectral", "rank_spectral", "random"})],
+        "init": [StrOptions({"homotopy", "spectral", "rank_spectral", "random"})],
         "max_iter": [Interval(Integral, 0, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
         "random_state": ["random_state"],
@@ -79,7 +84,7 @@ class _BaseNonlinearFactor(TorchEstimatorMixin, TransformerMixin, BaseEstimator)
         alpha_factors=1e-4,
         incoherence=None,
         fit_intercept=True,
-        init="rank_spectral",
+        init="homotopy",
         max_iter=200,
         tol=1e-5,
         random_state=None,
@@ -156,66 +161,16 @@ class _BaseNonlinearFactor(TorchEstimatorMixin, TransformerMixin, BaseEstimator)
         # alpha_factors do not depend on the data's units.
         center = float(obs.x.mean()) if learn_link else 0.0
         scale = (float(obs.x.std()) or 1.0) if learn_link and K > 1 else 1.0
-        x = (obs.x - center) / scale
-        std_obs = Observed(obs.rows, obs.cols, x, n, p)
+        std_obs = Observed(obs.rows, obs.cols, (obs.x - center) / scale, n, p)
 
         link, link_state = self._initial_link(learn_link)
-        U, V, w = self._start(std_obs, link, learn_link, generator)
-        ridge_u = self.alpha_factors * K / n
-        ridge_v = self.alpha_factors * K / p
-        # Without intercepts the index is only rescaled; its mean stays in
-        # the link's own intercept.
-        center_index = self.fit_intercept
-        if learn_link:
-            U, V, w, link_state = self._rescale(std_obs, U, V, w, None, center_index)
-            link_state = self._fit_link(std_obs, U, V, w)
-            link = _tensor_link(link_state, K)
-
-        losses = []
-        previous = self._objective(std_obs, U, V, w, link, ridge_u, ridge_v)
-        losses.append(previous)
-        sigma = rotate_and_balance(U, V)[2]
-        converged = self.max_iter == 0
-        for it in range(1, self.max_iter + 1):
-            U = self._factor_step(
-                U, obs.rows, V[obs.cols], w[obs.cols], x, link, ridge_u
-            )
-            U = clip_row_norms(U, self.incoherence)
-            UV = self._column_step(std_obs, U, V, w, link, ridge_v)
-            V, w = UV
-            V = clip_row_norms(V, self.incoherence)
-            if learn_link:
-                # New knots follow the new index, so the old link is not among
-                # the refit's candidates: keep it when it still fits better.
-                candidate = self._fit_link(std_obs, U, V, w)
-                z = index(std_obs, U, V, w)
-                if _sq_error(_tensor_link(candidate, K), z, x) <= _sq_error(link, z, x):
-                    link_state = candidate
-            if self.fit_intercept:
-                # A constant added to a factor column is an intercept shift:
-                # centre U and move the shift into w (predictions unchanged).
-                shift = U.mean(0)
-                U, w = U - shift, w + V @ shift
-            U, V, sigma = rotate_and_balance(U, V)
-            if learn_link:
-                U, V, w, link_state = self._rescale(
-                    std_obs, U, V, w, link_state, center_index
-                )
-                link = _tensor_link(link_state, K)
-            current = self._objective(std_obs, U, V, w, link, ridge_u, ridge_v)
-            if not np.isfinite(current):
-                raise ValueError(
-                    f"{type(self).__name__} diverged at iteration {it} (the "
-                    "objective is not finite). Try a larger alpha_factors, "
-                    "init='rank_spectral' or factor_solver='gauss_newton'."
-                )
-            losses.append(current)
-            if abs(previous - current) <= self.tol * max(abs(previous), 1e-300):
-                converged = True
-                break
-            previous = current
+        if self.init == "homotopy" and self.max_iter:
+            U, V, w = self._homotopy_start(std_obs, generator)
         else:
-            it = self.max_iter
+            U, V, w = self._start(std_obs, link, learn_link, generator)
+        U, V, w, link_state, sigma, losses, it, converged = self._descend(
+            std_obs, U, V, w, link_state, learn_link, self.max_iter, self.tol
+        )
         if not converged:
             warnings.warn(
                 f"{type(self).__name__} did not converge in max_iter={self.max_iter} "
@@ -229,7 +184,7 @@ class _BaseNonlinearFactor(TorchEstimatorMixin, TransformerMixin, BaseEstimator)
         # Everything below is in the data's units.
         user_link = self._user_link(link_state, center, scale)
         self.link_ = user_link
-        self._fold_ridge = ridge_u * scale**2
+        self._fold_ridge = self.alpha_factors * K / n * scale**2
         tlink = user_link._fast(dev, Xt.dtype)
         # Row factors = the fold-in of each training row under the final
         # loadings and link, so transform(X_train) reproduces embedding_.
@@ -245,6 +200,95 @@ class _BaseNonlinearFactor(TorchEstimatorMixin, TransformerMixin, BaseEstimator)
         self.loss_curve_ = np.asarray(losses)
         self.n_iter_ = it if self.max_iter else 0
         return self
+
+    def _descend(self, obs, U, V, w, link_state, learn_link, max_iter, tol):
+        """Projected block coordinate descent from ``(U, V, w)`` on ``obs``.
+
+        ``link_state`` is the known link when ``learn_link`` is False (it is
+        refitted from the start's index otherwise). Returns the factors, the
+        link state, the singular values, the loss curve, the iterations run
+        and whether the relative change fell to ``tol``.
+        """
+        K = len(obs.x)
+        x = obs.x
+        ridge_u = self.alpha_factors * K / obs.n_rows
+        ridge_v = self.alpha_factors * K / obs.n_cols
+        # Without intercepts the index is only rescaled; its mean stays in
+        # the link's own intercept.
+        center_index = self.fit_intercept
+        if learn_link:
+            U, V, w, _ = self._rescale(obs, U, V, w, None, center_index)
+            link_state = self._fit_link(obs, U, V, w)
+            link = _tensor_link(link_state, K)
+        else:
+            link = link_state._on(x.device, x.dtype)
+        losses = []
+        previous = self._objective(obs, U, V, w, link, ridge_u, ridge_v)
+        losses.append(previous)
+        sigma = rotate_and_balance(U, V)[2]
+        converged = max_iter == 0
+        for it in range(1, max_iter + 1):
+            U = self._factor_step(
+                U, obs.rows, V[obs.cols], w[obs.cols], x, link, ridge_u
+            )
+            U = clip_row_norms(U, self.incoherence)
+            V, w = self._column_step(obs, U, V, w, link, ridge_v)
+            V = clip_row_norms(V, self.incoherence)
+            if learn_link:
+                # New knots follow the new index, so the old link is not among
+                # the refit's candidates: keep it when it still fits better.
+                candidate = self._fit_link(obs, U, V, w)
+                z = index(obs, U, V, w)
+                if _sq_error(_tensor_link(candidate, K), z, x) <= _sq_error(link, z, x):
+                    link_state = candidate
+            if self.fit_intercept:
+                # A constant added to a factor column is an intercept shift:
+                # centre U and move the shift into w (predictions unchanged).
+                shift = U.mean(0)
+                U, w = U - shift, w + V @ shift
+            U, V, sigma = rotate_and_balance(U, V)
+            if learn_link:
+                U, V, w, link_state = self._rescale(
+                    obs, U, V, w, link_state, center_index
+                )
+                link = _tensor_link(link_state, K)
+            current = self._objective(obs, U, V, w, link, ridge_u, ridge_v)
+            if not np.isfinite(current):
+                raise ValueError(
+                    f"{type(self).__name__} diverged at iteration {it} (the "
+                    "objective is not finite). Try a larger alpha_factors, "
+                    "init='rank_spectral' or factor_solver='gauss_newton'."
+                )
+            losses.append(current)
+            if abs(previous - current) <= tol * max(abs(previous), 1e-300):
+                converged = True
+                break
+            previous = current
+        else:
+            it = max_iter
+        return U, V, w, link_state, sigma, losses, it, converged
+
+    def _homotopy_start(self, obs, generator):
+        """Factors tracked from the normal scores of the entries to the data.
+
+        A learned link absorbs any increasing map of the data, so the blends
+        ``(1 - t) scores + t data`` of the stages share the data's factors up
+        to noise, while their tails differ: the scores weigh every entry
+        alike, the data weigh its extremes most. Each stage starts from the
+        last one's factors.
+        """
+        scores = normal_scores(obs.x)
+        U, V, w = spectral_start(
+            obs, scores, self.n_components, self.fit_intercept, generator
+        )
+        for t in _HOMOTOPY:
+            blend = (1 - t) * scores + t * obs.x
+            blend = (blend - blend.mean()) / (float(blend.std()) or 1.0)
+            stage = Observed(obs.rows, obs.cols, blend, obs.n_rows, obs.n_cols)
+            U, V, w = self._descend(
+                stage, U, V, w, None, True, min(self.max_iter, _STAGE_ITER), _STAGE_TOL
+            )[:3]
+        return U, V, w
 
     def _initial_link(self, learn_link):
         if learn_link:
@@ -575,12 +619,21 @@ class NonlinearFactorModel(ClassNamePrefixFeaturesOutMixin, _BaseNonlinearFactor
         incoherent factors); ``None`` turns it off.
     fit_intercept : bool, default=True
         Learn the per-column intercepts ``w_j`` inside the link.
-    init : {"spectral", "rank_spectral", "random"}, default="rank_spectral"
-        Start: rank-r SVD of the centred, zero-filled, 1/p-rescaled matrix;
-        the same on the normal scores of the entries' ranks (invariant to
-        the link); or random factors.
+    init : {"homotopy", "rank_spectral", "spectral", "random"}, \
+            default="homotopy"
+        Start. ``"rank_spectral"``: rank-r SVD of the centred, zero-filled,
+        1/p-rescaled matrix of the normal scores of the entries' ranks
+        (invariant to the link). ``"homotopy"``: from that start, fit the
+        model with a learned link to the normal scores, then to blends
+        ``(1 - t) scores + t data`` at ``t = 0.1`` and ``0.3`` (each stage
+        at most 50 iterations, tolerance 1e-4), warm-starting each stage and
+        the final fit from the last (see Notes). ``"spectral"``: the SVD of
+        the data (or their inverse under a known link); ``"random"``: random
+        factors.
     max_iter : int, default=200
-        Outer iterations (U-step, V-step, link step, normalisation).
+        Outer iterations (U-step, V-step, link step, normalisation) of the
+        final fit on the data; ``"homotopy"``'s stages run at most
+        ``min(max_iter, 50)`` each.
     tol : float, default=1e-5
         Stop when the objective changes by less than ``tol`` relatively.
     random_state : int, RandomState instance or None, default=None
@@ -639,6 +692,16 @@ class NonlinearFactorModel(ClassNamePrefixFeaturesOutMixin, _BaseNonlinearFactor
     re-expressed). The incoherence projection clips row norms. The paper's
     "sublinear regret of the link updates" (an online-gradient link step)
     is not implemented: the link step here is the exact minimiser.
+
+    The default start ``init="homotopy"`` is ours, not the paper's. A
+    learned link absorbs any increasing map of the data, so fits to the
+    normal scores of the entries and to blends of scores and data share the
+    data's factors up to noise; the scores weigh all entries alike, the
+    data weigh a convex link's extremes most. Tracking the factors along
+    the blends, rather than fitting the data at once, reached lower
+    objectives and about 1.7x lower error on ``exp`` links (the user-guide
+    page has the numbers) and changed nothing on ``tanh``, ``sigmoid``,
+    ``z^3`` or the identity.
 
     Examples
     --------

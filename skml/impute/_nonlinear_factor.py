@@ -35,8 +35,9 @@ class NonlinearFactorImputer(OneToOneFeatureMixin, _BaseNonlinearFactor):
         Row-norm clip of the factors, in root-mean-squares; None turns it off.
     fit_intercept : bool, default=True
         Per-column intercepts inside the link.
-    init : {"spectral", "rank_spectral", "random"}, default="rank_spectral"
-        Starting point.
+    init : {"homotopy", "rank_spectral", "spectral", "random"}, \
+            default="homotopy"
+        Starting point (see :class:`~skml.decomposition.NonlinearFactorModel`).
     max_iter : int, default=200
         Outer iterations.
     tol : float, default=1e-5
