@@ -67,7 +67,7 @@ class NonlinearFactorImputer(OneToOneFeatureMixin, _BaseNonlinearFactor):
     loss_curve_ : ndarray
         Objective at the start and after each iteration.
     n_iter_ : int
-        Iterations run.
+        Iterations of the final fit (``"homotopy"``'s stages not counted).
     device_ : torch.device
         The resolved device.
     n_features_in_ : int

@@ -308,6 +308,17 @@ def test_max_iter_zero_fits_without_warning():
     assert np.isfinite(model.complete(data.data)).all()
 
 
+def test_homotopy_without_iterations_is_the_rank_spectral_start():
+    data = _data("exp", n=60, p=40)
+    fits = [
+        NonlinearFactorModel(n_components=2, init=init, max_iter=0, random_state=0)
+        .fit(data.data)
+        .complete(data.data)
+        for init in ("homotopy", "rank_spectral")
+    ]
+    np.testing.assert_array_equal(fits[0], fits[1])
+
+
 def test_objective_never_rises_with_too_small_a_rank():
     data = _data("tanh", n=60, p=40)
     with warnings.catch_warnings():
