@@ -664,7 +664,7 @@ class NonlinearFactorModel(ClassNamePrefixFeaturesOutMixin, _BaseNonlinearFactor
     reconstruction_err_ : float
         Root mean squared error on the observed entries.
     loss_curve_ : ndarray
-        Objective at the start and after each iteration.
+        Objective at the start and after each iteration of the final fit.
     n_iter_ : int
         Iterations of the final fit on the data (``"homotopy"``'s stages
         not counted).
@@ -704,7 +704,8 @@ class NonlinearFactorModel(ClassNamePrefixFeaturesOutMixin, _BaseNonlinearFactor
     lowered the mean error by 1.3-3.2x against ``init="rank_spectral"``,
     but not on every matrix, and not on average on smaller ones (the
     user-guide page has the numbers); on ``tanh``, ``sigmoid``, ``z^3``
-    and the identity it changed nothing, at about twice the fit time.
+    and the identity it changed nothing, and ``tanh`` and ``sigmoid`` fits
+    took about twice as long.
 
     Examples
     --------

@@ -65,7 +65,7 @@ class NonlinearFactorImputer(OneToOneFeatureMixin, _BaseNonlinearFactor):
     reconstruction_err_ : float
         Root mean squared error on the observed entries.
     loss_curve_ : ndarray
-        Objective at the start and after each iteration.
+        Objective at the start and after each iteration of the final fit.
     n_iter_ : int
         Iterations of the final fit (``"homotopy"``'s stages not counted).
     device_ : torch.device
