@@ -277,10 +277,8 @@ class _BaseNonlinearFactor(TorchEstimatorMixin, TransformerMixin, BaseEstimator)
         alike, the data weigh its extremes most. Each stage starts from the
         last one's factors.
         """
+        U, V, w = self._start(obs, identity_link, True, generator)
         scores = normal_scores(obs.x)
-        U, V, w = spectral_start(
-            obs, scores, self.n_components, self.fit_intercept, generator
-        )
         for t in _HOMOTOPY:
             blend = (1 - t) * scores + t * obs.x
             blend = (blend - blend.mean()) / (float(blend.std()) or 1.0)
@@ -305,7 +303,8 @@ class _BaseNonlinearFactor(TorchEstimatorMixin, TransformerMixin, BaseEstimator)
             _, _, w = spectral_start(obs, obs.x, 1, self.fit_intercept, generator)
             return U / r**0.25, V / r**0.25, w
         if self.init in ("rank_spectral", "homotopy"):
-            # without iterations the homotopy has no stages: its first start
+            # the homotopy's first stage starts here (and, with max_iter=0,
+            # ends here)
             values = normal_scores(obs.x)
         elif learn_link or self.link == "identity":
             values = obs.x
