@@ -1744,6 +1744,13 @@ class MCBoostClassifier(ClassifierMixin, _BaseMCBoost):
             )
         encoder = LabelEncoder().fit(y)
         self.classes_ = encoder.classes_
+        if len(self.classes_) < 2:
+            # type_of_target calls one label "binary"; the logit would run off
+            # to infinity for max_iter rounds.
+            raise ValueError(
+                "MCBoostClassifier needs samples of 2 classes; the data contains "
+                f"only one class: {self.classes_[0]!r}"
+            )
         return self._fit(
             X,
             encoder.transform(y).astype(np.float64),

@@ -291,6 +291,10 @@ def test_classifier_calibrates_a_biased_group():
     np.testing.assert_allclose(stages[-1][:, 1], proba)
     with pytest.raises(ValueError, match="Only binary classification"):
         clf.fit(X[:30], np.arange(30) % 3)
+    # one label is "binary" to type_of_target: refuse it rather than drive
+    # the logit off to infinity for max_iter rounds
+    with pytest.raises(ValueError, match="only one class"):
+        clf.fit(X[:30], np.zeros(30, dtype=int))
 
 
 @pytest.mark.parametrize(
