@@ -13,6 +13,8 @@ _EPS = 1e-12
 
 class _Squared:
     name = "squared"
+    # the score F is in the target's units
+    identity_link = True
 
     @staticmethod
     def gradient(y, p):
@@ -38,6 +40,7 @@ class _Squared:
 
 class _Poisson:
     name = "poisson"
+    identity_link = False
     gradient = _Squared.gradient
 
     @staticmethod
@@ -63,6 +66,7 @@ class _Poisson:
 
 class _LogLoss:
     name = "log_loss"
+    identity_link = False
     gradient = _Squared.gradient
 
     @staticmethod
@@ -95,6 +99,7 @@ class Pinball:
     """
 
     name = "quantile"
+    identity_link = True
 
     def __init__(self, tau):
         self.tau = tau
@@ -145,6 +150,21 @@ def leaf_quantiles(r, w, leaf, n_leaves, tau):
     ok = (first < big) & (total > 0)
     out[ok] = r[first[ok]]
     return out
+
+
+def score_scale(loss, f_std, y_std):
+    """Scale of the standardised score ``u = (F - center) / scale``.
+
+    The spread ``f_std`` of the base score. A constant base has none: with an
+    identity link ``F`` is in the target's units, so the spread ``y_std`` of
+    the target stands in (the fit then does not depend on those units); a
+    log or logit score is unitless and keeps 1.
+    """
+    if f_std > 1e-12:
+        return f_std
+    if loss.identity_link and y_std > 1e-12:
+        return y_std
+    return 1.0
 
 
 LOSSES = {"squared": _Squared, "poisson": _Poisson, "log_loss": _LogLoss}

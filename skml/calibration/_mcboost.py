@@ -47,7 +47,7 @@ from ..utils import (
     weighted_quantile,
 )
 from ..utils._dask import is_dask_collection
-from ._losses import LOSSES, Pinball, leaf_quantiles
+from ._losses import LOSSES, Pinball, leaf_quantiles, score_scale
 from ._mcboost_dask import fit_dask, predict_blockwise
 from ._mcboost_kernels import (
     apply_coef,
@@ -222,7 +222,9 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
         f_std = float(
             np.sqrt(np.average((to_numpy(F0) - f_mean) ** 2, weights=sample_weight))
         )
-        self.f_center_, self.f_scale_ = f_mean, f_std if f_std > 1e-12 else 1.0
+        y_mean = np.average(y, weights=sample_weight)
+        y_std = float(np.sqrt(np.average((y - y_mean) ** 2, weights=sample_weight)))
+        self.f_center_, self.f_scale_ = f_mean, score_scale(loss, f_std, y_std)
         self.knots_ = None
         if self.n_knots and self._uses_ridge():
             u = np.column_stack(

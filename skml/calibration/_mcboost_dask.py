@@ -34,6 +34,7 @@ from ..utils._dask import (
     is_dask_collection,
     sum_blocks,
 )
+from ._losses import score_scale
 from ._mcboost_kernels import (
     audit_from_sums,
     bucket_edges,
@@ -127,10 +128,14 @@ def _first_moments(model, constant, block):
     }
 
 
-def _second_moments(model, x_mean, f_center, block):
-    X, _, w, _, F0 = _inputs(model, block)
+def _second_moments(model, x_mean, y_mean, f_center, block):
+    X, y, w, _, F0 = _inputs(model, block)
     dx = X - x_mean
-    return {"vX": w @ (dx * dx), "vF0": np.array(w @ (F0 - f_center) ** 2)}
+    return {
+        "vX": w @ (dx * dx),
+        "vy": np.array(w @ (y - y_mean) ** 2),
+        "vF0": np.array(w @ (F0 - f_center) ** 2),
+    }
 
 
 def _knot_values(model, block):
@@ -439,12 +444,15 @@ def fit_dask(model, X, y, sample_weight, groups, base_predictions):
         f_center = float(first["wF0"]) / total
     x_mean = first["wX"] / total
     second = sum_blocks(
-        compute_blocks(_second_moments, blocks, model, x_mean, f_center)
+        compute_blocks(
+            _second_moments, blocks, model, x_mean, float(first["wy"]) / total, f_center
+        )
     )
     std = np.sqrt(second["vX"] / total)
     model.x_mean_, model.x_scale_ = x_mean, np.where(std > 1e-12, std, 1.0)
     f_std = float(np.sqrt(second["vF0"] / total))
-    model.f_center_, model.f_scale_ = f_center, f_std if f_std > 1e-12 else 1.0
+    y_std = float(np.sqrt(second["vy"] / total))
+    model.f_center_, model.f_scale_ = f_center, score_scale(loss, f_std, y_std)
     model.knots_ = None
     if model.n_knots:
         levels = np.arange(1, model.n_knots + 1) / (model.n_knots + 1)
