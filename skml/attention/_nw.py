@@ -200,7 +200,10 @@ class NWAttentionRegressor(
     max_keys : int or None, default=None
         Train on a random subsample of this many rows (queries and keys):
         training costs O(max_keys^2) per iteration instead of O(n^2).
-        Prediction still averages over every training row.
+        Prediction still averages over every training row. The default
+        trains on every row, whose cost grows as n^2 per iteration: at several
+        thousand rows a fit on a CPU takes minutes. A subsample trades
+        accuracy for that time: the heads are learned from fewer rows.
     random_state : int, RandomState instance or None, default=None
         Seeds the initialisation, the subsamples and the mini-batches.
     device : str or torch.device, default="cpu"
