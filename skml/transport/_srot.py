@@ -568,7 +568,10 @@ class SROTransport(
                     solver_options=options,
                 )
             else:
-                choice, costs, it, _ = select_reference(
+                # the chosen reference was solved to convergence during the
+                # choice: its potentials start the final solve, which then
+                # only confirms them (it used to solve it again from scratch)
+                choice, costs, it, init = select_reference(
                     a,
                     b,
                     self.eps_,

@@ -48,6 +48,33 @@ def test_default_fit_converges_in_low_dimension():
     assert model.selection_["entropic"] == pytest.approx(eot.transport_cost_, rel=1e-4)
 
 
+def test_auto_final_solve_starts_from_the_chosen_candidate(monkeypatch):
+    # The choice of reference solves every candidate to convergence; the
+    # final solve of the chosen one starts from its potentials instead of
+    # solving it again from scratch (which took 2,000 iterations and did not
+    # converge on iris classes 1 and 2 at reg=0.01).
+    from skml.transport import _srot
+
+    finals = []
+    real = _srot.solve_reference
+
+    def spy(*args, **kwargs):
+        kernel, out = real(*args, **kwargs)
+        finals.append((kwargs["init"] is not None, out["n_iter"], out["converged"]))
+        return kernel, out
+
+    monkeypatch.setattr(_srot, "solve_reference", spy)
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(80, 4)), rng.normal(1.0, 1.0, size=(90, 4))
+    for reg in (0.01, 0.1):
+        finals.clear()
+        model = SROTransport(reg=reg, random_state=0).fit(X, X_target=Y)
+        assert model.selection_ is not None
+        ((warm, n_iter, converged),) = finals
+        assert warm and converged
+        assert n_iter <= 2
+
+
 def test_srot_beats_entropic_ot_at_large_reg(gaussians):
     Xs, Xt, a, C, exact = gaussians
     exact_cost = np.sum(exact * C)
