@@ -322,6 +322,37 @@ def test_srot_report_of_the_new_parts():
     )
 
 
+def test_srot_acceptance_counts_the_defaults_over_the_whole_grid():
+    # issue 16, point 2: every grid point (small reg too) must have the
+    # defaults' cost gap below EOT's, and 60% of them at most 0.7 times it
+    from skml.benchmarks import srot
+
+    def point(reg, gap_srot):
+        base = {"part": "grid", "n": 10, "d": 2, "reg": reg, "l1": 1.0}
+        return [
+            {**base, "method": srot.EOT, "gap": 1.0, "seconds": 0.1, "n_iter": 1},
+            {**base, "method": srot.REF, "gap": 2.0, "l1": 1.5, "seconds": 0.1},
+            {
+                **base,
+                "method": srot.SROT,
+                "gap": gap_srot,
+                "marginal_err": 0.0,
+                "seconds": 0.1,
+                "n_iter": 1,
+            },
+        ]
+
+    rows = point(0.003, 1.0) + point(0.1, 0.5) + point(1.0, 0.6)
+    lines = srot.acceptance(rows).splitlines()
+    start = next(
+        i for i, line in enumerate(lines) if "defaults vs EOT over all 3" in line
+    )
+    below, within = lines[start + 1], lines[start + 2]
+    assert "2/3" in below and below.endswith("FAIL")
+    assert "2/3" in within and within.endswith("PASS")
+    assert "(n=10, d=2, reg=0.003)" in lines[-1]
+
+
 def test_bench_help_lists_benchmarks_and_parts(capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main(["bench", "--help"])
