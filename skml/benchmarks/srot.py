@@ -1121,9 +1121,10 @@ def acceptance(rows):
     Counts the (n, d, reg) points with reg in ``LARGE_REGS`` where SROT's
     cost gap is below EOT's (target: 80% of them), at most 0.7 times EOT's
     (target: 50%), and where SROT's plan is closer (L1) to the exact plan
-    than its sliced reference (target: all); then issue 16's point 2 over
-    every point of the grid, small reg included: the defaults' cost gap
-    below EOT's everywhere and at most 0.7 times it on 60% of the points.
+    than its sliced reference (target: all); then the second pass's target
+    over every point of the grid, small reg included: the defaults' cost
+    gap below EOT's everywhere and at most 0.7 times it on 60% of the
+    points.
 
     Parameters
     ----------
@@ -1155,7 +1156,7 @@ def acceptance(rows):
         f"{min(regs):g}, {l1_all}/{n_all} over the whole grid (need all) -> "
         f"{'PASS' if l1_large == k else 'FAIL'}",
     ]
-    # issue 16, point 2: the defaults over the whole grid, small reg included
+    # the second pass's target: the defaults over the whole grid, small reg too
     every = [t for t in table if "ratio" in t]
     n_every = len(every)
     below_all = sum(t["gap_srot"] < t["gap_eot"] for t in every)

@@ -323,7 +323,7 @@ def test_srot_report_of_the_new_parts():
 
 
 def test_srot_acceptance_counts_the_defaults_over_the_whole_grid():
-    # issue 16, point 2: every grid point (small reg too) must have the
+    # the second pass's target: every grid point (small reg too) must have the
     # defaults' cost gap below EOT's, and 60% of them at most 0.7 times it
     from skml.benchmarks import srot
 
