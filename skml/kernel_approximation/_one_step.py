@@ -109,6 +109,8 @@ class _BaseRandomFeatures(
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.required = True
+        # fit takes y of shape (n_samples, n_outputs): one spike per output
+        tags.target_tags.multi_output = True
         return tags
 
 

@@ -100,6 +100,9 @@ def test_multi_output_gives_a_rank_k_spike():
     # the two learned directions span the two true ones
     overlap = np.linalg.svd(fm.spike_directions_ @ B.T, compute_uv=False)
     assert overlap.min() > 0.7
+    # the tags say what fit accepts
+    assert fm.__sklearn_tags__().target_tags.multi_output
+    assert SpikedRandomFeatures().__sklearn_tags__().target_tags.multi_output
 
 
 def test_step_zero_is_plain_random_features_and_seeds_are_shared():
