@@ -571,7 +571,7 @@ class SROTransport(
             else:
                 # the chosen reference was solved to convergence during the
                 # choice: its potentials start the final solve, which then
-                # only confirms them (it used to solve it again from scratch)
+                # only confirms them rather than solving it again
                 choice, costs, it, init = select_reference(
                     a,
                     b,

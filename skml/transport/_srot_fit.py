@@ -208,7 +208,8 @@ def select_reference(a, b, eps, *, C, points, span, sliced, candidates, solver_o
     of least transport cost (entropic OT on ties: it is the fallback).
 
     Returns the chosen ``(beta, smoothing)`` (``None`` for entropic OT), the
-    transport cost of every candidate and the total iterations.
+    transport cost of every candidate, the total iterations and the chosen
+    solve's potentials ``(f, g)`` (a warm start for the final solve).
     """
     kernel, eot = solve_reference(
         a,
