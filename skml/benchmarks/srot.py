@@ -144,7 +144,9 @@ def default_options():
 
     ``SROTransport()`` chooses its reference per fit (``beta="auto"``); the
     grid's ``SROT (defaults)`` row runs it. The options, refinement and front
-    parts study one fixed reference: the middle candidate of "auto".
+    parts study one fixed reference: the middle candidate of "auto", on
+    uniform directions (:func:`~skml.transport.sliced_reference_plan`; the
+    estimator draws its directions from the clouds' covariance).
 
     Returns
     -------

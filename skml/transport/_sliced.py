@@ -89,6 +89,28 @@ def _directions(d, n_projections, random_state, device, dtype):
     return theta.to(device)
 
 
+def covariance_directions(Xs, Xt, a, b, n_projections, random_state):
+    """Unit directions drawn from N(0, S), S the pooled second moment of both
+    clouds about their joint mean (each cloud weighs one half).
+
+    Slices then fall where the clouds spread and differ, not uniformly over
+    the sphere, which in d >= 10 wastes most slices on directions where
+    every projection looks alike (the distributional slicing of Nguyen et
+    al., 2021, with a fixed Gaussian law). The standard normal draws are
+    those of :func:`_directions` with the same seed, mapped by S^(1/2).
+    """
+    theta = _directions(Xs.shape[1], n_projections, random_state, Xs.device, Xs.dtype)
+    mean = 0.5 * (a @ Xs + b @ Xt)
+    Zs, Zt = Xs - mean, Xt - mean
+    S = 0.5 * ((Zs * a[:, None]).T @ Zs + (Zt * b[:, None]).T @ Zt)
+    w, V = torch.linalg.eigh(S)
+    shaped = (V * torch.sqrt(torch.clamp(w, min=0.0))) @ (V.T @ theta)
+    norm = torch.linalg.norm(shaped, dim=0, keepdim=True)
+    # constant clouds (S = 0) keep the uniform directions
+    ok = norm > torch.finfo(Xs.dtype).eps * max(float(w.max()), 0.0) ** 0.5
+    return torch.where(ok, shaped / torch.where(ok, norm, 1.0), theta)
+
+
 def compute_sliced_plans(
     Xs,
     Xt,

@@ -8,14 +8,21 @@ import math
 import torch
 
 from ._sinkhorn import TransportKernel, solve
-from ._sliced import _directions, _pair_costs, slice_plans, slice_weights
+from ._sliced import (
+    _directions,
+    _pair_costs,
+    covariance_directions,
+    slice_plans,
+    slice_weights,
+)
 
 # Candidate references of beta="auto" / reference_smoothing="auto": (beta,
 # smoothing) pairs, tried with entropic OT (the fallback) by transport cost.
-# Sharp cheapest slices win at large reg, a uniform average at mid reg and a
-# reference half-way to the product coupling at small reg (options study of
-# the SROT benchmark).
-AUTO_PAIRS = ((100.0, 0.001), (3.0, 0.001), (3.0, 0.5))
+# Sharp cheapest slices win at large reg, a uniform average at mid reg, a
+# reference half-way to the product coupling at small reg, and one 97% of
+# the way there at the smallest, where only a slight tilt of entropic OT
+# still lowers the cost (options study and grid of the SROT benchmark).
+AUTO_PAIRS = ((100.0, 0.001), (3.0, 0.001), (3.0, 0.5), (3.0, 0.97))
 # Above this many points a side, "auto" chooses on a subsample of this size
 # and solves the chosen reference once on all points.
 SELECT_POINTS = 2000
@@ -75,12 +82,27 @@ class SlicedReference:
     than in slice order (n = m = 2,000, 256 slices: 8 ms instead of 30).
     Duplicate (i, j) pairs of different slices stay separate entries (7% of
     them in that case; summing them would need a sum per ``beta``).
+    Without ``directions``, ``law`` says how they are drawn: ``"uniform"`` on
+    the sphere or ``"covariance"`` (:func:`covariance_directions`).
     """
 
     def __init__(
-        self, Xs, Xt, a, b, *, n_projections, metric, seed, directions=None, cost=None
+        self,
+        Xs,
+        Xt,
+        a,
+        b,
+        *,
+        n_projections,
+        metric,
+        seed,
+        directions=None,
+        cost=None,
+        law="uniform",
     ):
-        if directions is None:
+        if directions is None and law == "covariance":
+            directions = covariance_directions(Xs, Xt, a, b, n_projections, seed)
+        elif directions is None:
             directions = _directions(
                 Xs.shape[1], n_projections, seed, Xs.device, Xs.dtype
             )

@@ -4,7 +4,12 @@ import pytest
 import torch
 
 from skml.transport import sliced_reference_plan
-from skml.transport._sliced import compute_sliced_plans, query_reference_log
+from skml.transport._sliced import (
+    _directions,
+    compute_sliced_plans,
+    covariance_directions,
+    query_reference_log,
+)
 from skml.transport._validation import pairwise_cost
 from skml.utils import find_tensors
 
@@ -278,3 +283,36 @@ def test_uniform_weights_keep_the_positive_intervals_of_the_general_merge(n, m):
     C = pairwise_cost(Xs, Xt)
     costs = (plans.mass * C[plans.src, plans.tgt]).sum(1)
     np.testing.assert_allclose(plans.slice_costs, costs, rtol=1e-12)
+
+
+def test_covariance_directions_follow_the_clouds_span():
+    # Clouds inside a 2-D subspace of R^6: every direction lies in it.
+    rng = np.random.default_rng(5)
+    basis, _ = np.linalg.qr(rng.normal(size=(6, 2)))
+    Xs = torch.as_tensor(rng.normal(size=(40, 2)) @ basis.T)
+    Xt = torch.as_tensor(rng.normal(size=(30, 2)) @ basis.T + 3 * basis[:, 0])
+    a = torch.full((40,), 1 / 40, dtype=torch.float64)
+    b = torch.full((30,), 1 / 30, dtype=torch.float64)
+    theta = covariance_directions(Xs, Xt, a, b, 50, 0)
+    assert theta.shape == (6, 50)
+    np.testing.assert_allclose(torch.linalg.norm(theta, dim=0), 1.0, rtol=1e-12)
+    off_span = theta - torch.as_tensor(basis @ basis.T) @ theta
+    assert float(off_span.abs().max()) < 1e-6
+
+
+def test_covariance_directions_are_uniform_for_isotropic_clouds():
+    # Points +-e_k: zero mean and second moment I / d, so S^(1/2) is a
+    # multiple of I and the directions are the uniform draws of that seed.
+    d = 4
+    X = torch.cat([torch.eye(d), -torch.eye(d)]).double()
+    w = torch.full((2 * d,), 1 / (2 * d), dtype=torch.float64)
+    theta = covariance_directions(X, X, w, w, 16, 3)
+    uniform = _directions(d, 16, 3, X.device, X.dtype)
+    np.testing.assert_allclose(theta, uniform, atol=1e-12)
+
+
+def test_covariance_directions_of_constant_clouds_are_uniform():
+    X = torch.ones(5, 3, dtype=torch.float64)
+    w = torch.full((5,), 0.2, dtype=torch.float64)
+    theta = covariance_directions(X, X, w, w, 8, 1)
+    np.testing.assert_allclose(theta, _directions(3, 8, 1, X.device, X.dtype))

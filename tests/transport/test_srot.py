@@ -402,3 +402,18 @@ def test_auto_chooses_on_a_subsample_above_the_limit(monkeypatch):
     # the subsample's warm start leads to the same plan as a cold solve
     np.testing.assert_allclose(model.transform(Xs), fixed.transform(Xs), atol=1e-6)
     assert model.selection_ is not None and "entropic" in model.selection_
+
+
+def test_slice_directions_follow_the_directions_parameter():
+    # Clouds in the plane x3 = 0 of R^3: the covariance-shaped slices lie in
+    # that plane, the uniform ones do not.
+    rng = np.random.default_rng(4)
+    Xs = np.c_[rng.normal(size=(60, 2)), np.zeros(60)]
+    Xt = np.c_[rng.normal(size=(50, 2)) + 2.0, np.zeros(50)]
+    kw = {"beta": 3.0, "reference_smoothing": 0.001, "random_state": 0}
+    shaped = SROTransport(**kw).fit(Xs, X_target=Xt).slice_directions_
+    uniform = SROTransport(directions="uniform", **kw)
+    uniform = uniform.fit(Xs, X_target=Xt).slice_directions_
+    np.testing.assert_allclose(np.linalg.norm(shaped, axis=0), 1.0, rtol=1e-12)
+    assert np.abs(shaped[2]).max() < 1e-8
+    assert np.abs(uniform[2]).max() > 0.5
