@@ -1166,10 +1166,10 @@ def acceptance(rows):
     lines += [
         f"SROT defaults vs EOT over all {n_every} (n, d, reg) points:",
         f"  cost gap below EOT's:               {below_all}/{n_every} = "
-        f"{below_all / n_every:.0%} (need 100%) -> "
+        f"{below_all / n_every:.1%} (need 100%) -> "
         f"{'PASS' if below_all == n_every else 'FAIL'}",
         f"  cost gap <= 0.7 x EOT's:            {within_all}/{n_every} = "
-        f"{within_all / n_every:.0%} (need >= 60%) -> "
+        f"{within_all / n_every:.1%} (need >= 60%) -> "
         f"{'PASS' if within_all >= 0.6 * n_every else 'FAIL'}",
     ]
     hurt = [t for t in every if t["gap_srot"] >= t["gap_eot"]]

@@ -360,8 +360,8 @@ class SROTransport(
     *[reconstructed]*): the "smoothened sliced plan" is the expected sliced
     plan with softmax slice weights, mixed with the product coupling; the
     solver is Sinkhorn on ``C - eps log R``; the divergence is debiased like
-    the Sinkhorn divergence; the out-of-sample map and the refinements are
-    our own additions.
+    the Sinkhorn divergence; the out-of-sample map, the refinements and the
+    covariance-shaped slice directions are our own additions.
 
     Without ``X_target`` the target is a standard normal sample of X's shape,
     drawn from ``random_state``, so the transformer works on its own (it then
