@@ -237,11 +237,11 @@ class SROTransport(
         references, (beta, smoothing) = (100, 0.001), (3, 0.001), (3, 0.5)
         and (3, 0.97), and keeps the plan of least transport cost ``<C, P>``:
         never above entropic OT's at the same ``eps``, which is the fallback.
-        This costs about five solves (the sliced ones warm-started from entropic OT's
-        potentials; the chosen one is kept, not solved again); above 2,000
-        points a side the choice is made on a 2,000-point subsample and only
-        the chosen reference is solved on all points, warm-started from the
-        subsample's potentials.
+        This costs about five solves (the sliced ones warm-started from
+        entropic OT's potentials; the chosen one is kept, not solved again);
+        above 2,000 points a side the choice is made on a 2,000-point
+        subsample and only the chosen reference is solved on all points,
+        warm-started from the subsample's potentials.
     reference_smoothing : float or "auto", default="auto"
         Share of the product coupling ``a b'`` mixed into the sliced plan,
         which gives the reference full support. ``"auto"``: chosen with
