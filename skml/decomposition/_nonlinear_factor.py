@@ -706,6 +706,16 @@ class NonlinearFactorModel(ClassNamePrefixFeaturesOutMixin, _BaseNonlinearFactor
     and the identity it changed nothing, and ``tanh`` and ``sigmoid`` fits
     took about twice as long.
 
+    One link serves every column, so the columns must share their units
+    (ratings, test scores, a panel of one quantity). On a table whose
+    columns have units of their own, standardise them first (a
+    ``Pipeline`` with :class:`~sklearn.preprocessing.StandardScaler`): the
+    link cannot reach every column's scale at once, and its flat steps
+    then fill entries of the small columns with the large columns' values
+    (the example "Learned monotone links against the true ones" shows it
+    on scikit-learn's wine table). Beyond the fitted index range the link
+    continues linearly with its slope at the edge.
+
     Examples
     --------
     >>> from skml.datasets import make_nonlinear_factor_matrix

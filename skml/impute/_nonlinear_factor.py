@@ -84,7 +84,9 @@ class NonlinearFactorImputer(OneToOneFeatureMixin, _BaseNonlinearFactor):
     -----
     The formulation is the project's *[derived]* reading of the paper's
     abstract (research note ``nw_nfm.md`` B.2); see
-    :class:`~skml.decomposition.NonlinearFactorModel`.
+    :class:`~skml.decomposition.NonlinearFactorModel`. One link serves every
+    column: put columns of different units through
+    :class:`~sklearn.preprocessing.StandardScaler` first.
 
     Examples
     --------
