@@ -298,7 +298,7 @@ class NWAttentionRegressor(
     >>> y = np.sin(2 * X[:, 0]) + 0.1 * rng.normal(size=300)
     >>> model = NWAttentionRegressor(random_state=0).fit(X, y)
     >>> model.degree_, model.n_heads_, model.head_dim_
-    (0, 1, 1)
+    (2, 1, 2)
     >>> bool(model.score(X, y) > 0.8)
     True
     >>> nw = NWAttentionRegressor(degree=0, random_state=0).fit(X, y)

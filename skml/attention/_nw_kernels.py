@@ -20,6 +20,14 @@ from ..optim import make_optimizer
 
 # Ridge on the local covariance of the local-linear fit, relative to its trace.
 _LOCAL_RIDGE = 1e-3
+# Prior on the local slopes and curvatures, worth this many keys at the
+# kernel's unit width: the ridge is _PRIOR_KEYS / n_eff, n_eff = 1 / sum A^2
+# the attention's effective number of keys. Where the attention rests on a
+# handful of keys (a query outside the training cloud, or a tiny training
+# set) a head falls back towards the Nadaraya-Watson average instead of
+# extrapolating its polynomial: without it, mtcars (24 training rows) got
+# mpg predictions of -24 (development check on held-out real tables).
+_PRIOR_KEYS = 1.0
 # Kernel width of the gradient init: h^2 = median squared distance / this.
 _OPG_WIDTH = 8.0
 
@@ -54,7 +62,9 @@ def _local_slopes(A, Zk, Yk, mean):
     ``A`` (H, q, m) are the weights, ``Zk`` (H, m, k) the keys, ``Yk`` (m, t)
     the values and ``mean = A @ Yk``. Returns the slopes (H, q, k, t) and the
     weighted key means (H, q, k). A ridge relative to the local covariance's
-    trace keeps near-singular neighbourhoods stable.
+    trace keeps near-singular neighbourhoods stable, and the prior
+    ``_PRIOR_KEYS / n_eff`` shrinks the slopes where few keys carry the
+    weight.
     """
     H, m, k = Zk.shape
     t = Yk.shape[1]
@@ -64,9 +74,14 @@ def _local_slopes(A, Zk, Yk, mean):
     zy = (Zk[:, :, :, None] * Yk[None, :, None, :]).reshape(H, m, k * t)
     Szy = (A @ zy).reshape(H, -1, k, t) - mz[..., :, None] * mean[..., None, :]
     trace = torch.diagonal(S, dim1=-2, dim2=-1).sum(-1)
-    ridge = _LOCAL_RIDGE * trace / k + torch.finfo(S.dtype).eps
+    ridge = _LOCAL_RIDGE * trace / k + _prior(A) + torch.finfo(S.dtype).eps
     eye = torch.eye(k, dtype=S.dtype, device=S.device)
     return torch.linalg.solve(S + ridge[..., None, None] * eye, Szy), mz
+
+
+def _prior(A):
+    """The slope prior's ridge per head and query: ``_PRIOR_KEYS / n_eff``."""
+    return _PRIOR_KEYS * (A * A).sum(-1)
 
 
 def _quadratic_features(Z):
@@ -77,18 +92,35 @@ def _quadratic_features(Z):
     return torch.cat([ones, Z, Z[..., i] * Z[..., j]], dim=-1)
 
 
+def _shift_to(S, k):
+    """The (p, p) maps T with ``P(u - s) = T(s) P(u)`` for the quadratic
+    features P of :func:`_quadratic_features`, one per shift ``s`` (..., k)."""
+    p = 1 + k + k * (k + 1) // 2
+    T = torch.zeros(S.shape[:-1] + (p, p), dtype=S.dtype, device=S.device)
+    T = T + torch.eye(p, dtype=S.dtype, device=S.device)
+    T[..., 1 : 1 + k, 0] = -S
+    i, j = torch.triu_indices(k, k)
+    for r, (a, b) in enumerate(zip(i.tolist(), j.tolist())):
+        # (u_a - s_a)(u_b - s_b) = u_a u_b - s_b u_a - s_a u_b + s_a s_b
+        row = 1 + k + r
+        T[..., row, 0] = S[..., a] * S[..., b]
+        T[..., row, 1 + a] = T[..., row, 1 + a] - S[..., b]
+        T[..., row, 1 + b] = T[..., row, 1 + b] - S[..., a]
+    return T
+
+
 def _local_quadratic(A, Zq, Zk, Yk):
     """Attention-weighted least-squares quadratic in z, evaluated at the query.
 
-    The fitted quadratic does not depend on where z is centred, so the
-    moments are taken about the keys' mean once for all queries. Memory is
-    O(H m p^2) with p = 1 + k + k (k + 1) / 2.
+    The moments are taken about the keys' mean once for all queries (memory
+    O(H m p^2), p = 1 + k + k (k + 1) / 2) and then re-expressed about each
+    query, where the fit's constant term is the prediction and its ridge and
+    slope prior shrink the other terms towards the local average.
     """
     H, m, k = Zk.shape
     t = Yk.shape[1]
     center = Zk.mean(1, keepdim=True)
     Pk = _quadratic_features(Zk - center)
-    Pq = _quadratic_features(Zq - center)
     p = Pk.shape[-1]
     M = (A @ (Pk[..., :, None] * Pk[..., None, :]).reshape(H, m, p * p)).reshape(
         H, -1, p, p
@@ -97,12 +129,17 @@ def _local_quadratic(A, Zq, Zk, Yk):
         H, -1, p, t
     )
     # ridge on each non-constant term, relative to its own local second
-    # moment (the terms have different units: z and z_i z_j)
+    # moment about the keys' mean (the terms have different units: z and
+    # z_i z_j); then, about the query, the slope prior of the local-linear
+    # fit, in the kernel's unit width
     diag = torch.diagonal(M, dim1=-2, dim2=-1).clone()
     diag[..., 0] = 0.0
-    ridge = _LOCAL_RIDGE * diag + torch.finfo(M.dtype).eps
-    coef = torch.linalg.solve(M + torch.diag_embed(ridge), b)
-    return (Pq[..., :, None] * coef).sum(-2)
+    M = M + torch.diag_embed(_LOCAL_RIDGE * diag + torch.finfo(M.dtype).eps)
+    T = _shift_to(Zq - center, k)
+    M = T @ M @ T.transpose(-1, -2)
+    prior = _prior(A)[..., None].expand(M.shape[:-1]).clone()
+    prior[..., 0] = 0.0
+    return torch.linalg.solve(M + torch.diag_embed(prior), T @ b)[..., 0, :]
 
 
 def _heads(

@@ -111,7 +111,9 @@ def test_local_polynomial_reproduces_polynomials_of_its_degree(monkeypatch, degr
     def predict(deg):
         return K._predict_heads(*args, "gaussian", deg, chunk=len(Xq))[0][0].numpy()
 
-    # the fits' ridge is the only departure from exactness
+    # the fits' ridge and slope prior (its own test below) are the only
+    # departures from exactness
+    monkeypatch.setattr(K, "_PRIOR_KEYS", 0.0)
     biased = np.abs(predict(degree) - fq).max()
     monkeypatch.setattr(K, "_LOCAL_RIDGE", 0.0)
     exact = np.abs(predict(degree) - fq).max()
@@ -120,6 +122,48 @@ def test_local_polynomial_reproduces_polynomials_of_its_degree(monkeypatch, degr
     assert biased < 1e-2 * np.abs(fq).max()
     # and the degree below is not exact on the same target
     assert lower > 1e3 * exact and lower > 0.05
+
+
+@pytest.mark.parametrize("degree", [1, 2])
+def test_slope_prior_bias_vanishes_as_keys_get_denser(monkeypatch, degree):
+    # The prior's ridge is _PRIOR_KEYS / n_eff: on an exact polynomial, ten
+    # times the keys at the same bandwidth cut its bias at least tenfold.
+    monkeypatch.setattr(K, "_LOCAL_RIDGE", 0.0)
+
+    def bias(n):
+        X, Y, Xq, fq, W = _polynomial_problem(degree, n=n)
+        args = (_t(Xq), _t(W), _t(X), _t(Y), torch.zeros(n, dtype=torch.float64))
+        pred = K._predict_heads(*args, "gaussian", degree, chunk=len(Xq))[0][0]
+        return np.abs(pred.numpy() - fq).max()
+
+    assert bias(20_000) < 0.1 * bias(2_000)
+
+
+@pytest.mark.parametrize("degree", [1, 2])
+def test_slope_prior_keeps_sparse_queries_near_nadaraya_watson(monkeypatch, degree):
+    # Queries a little outside a small, noisy cloud: a handful of keys carry
+    # the attention and their local polynomial extrapolates far beyond the
+    # values; the prior keeps the head near their average.
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(25, 2))
+    Y = np.sin(2 * X[:, :1]) + 0.3 * rng.normal(size=(25, 1))
+    Xq = 2.5 * rng.normal(size=(200, 2))
+    W = np.eye(2)[None] / 0.6
+    args = (_t(Xq), _t(W), _t(X), _t(Y), torch.zeros(len(X), dtype=torch.float64))
+
+    def predict(deg):
+        return K._predict_heads(*args, "gaussian", deg, chunk=len(Xq))[0][0].numpy()
+
+    def beyond():
+        # how far the head goes outside the range of the values
+        pred = predict(degree)
+        return np.maximum(pred - Y.max(), Y.min() - pred).max()
+
+    spread = Y.max() - Y.min()
+    with_prior = beyond()
+    monkeypatch.setattr(K, "_PRIOR_KEYS", 0.0)
+    without = beyond()
+    assert with_prior < 0.5 * spread < without
 
 
 @pytest.mark.parametrize("degree", [0, 1, 2])
