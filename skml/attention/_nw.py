@@ -114,10 +114,15 @@ class NWAttentionRegressor(
         regression in the head's subspace, which removes the design and slope
         bias of local averaging; 2 is local-quadratic, which also removes the
         curvature bias (memory O(H n_train p^2), ``p = 1 + d_k + d_k (d_k +
-        1) / 2``: for small d_k). ``"auto"`` trains three candidates, in this
-        order of preference: one local-quadratic head of dimension 2, the
-        Nadaraya-Watson heads of ``head_allocation``, one local-linear head
-        of dimension ``clip(n_features // 2, 1, 8)``; and keeps the first
+        1) / 2``: for small d_k). The local fits carry a ridge of ``1 /
+        n_eff^2`` on their non-constant terms (``n_eff = 1 / sum_j a_j^2``,
+        the attention's effective number of keys), so that a head falls back
+        towards the Nadaraya-Watson average where one or two keys carry the
+        attention instead of extrapolating. ``"auto"`` trains three
+        candidates, in this order of preference: one local-quadratic head of
+        dimension 2, the Nadaraya-Watson heads of ``head_allocation``, one
+        local-linear head of dimension ``clip(n_features // 2, 1, 8)``; and
+        keeps the first
         whose held-out error (the early-stopping rows, shared by the
         candidates, on at most 2,000 rows) is within one standard error of
         the least, the errors paired row by row (by LOO error without

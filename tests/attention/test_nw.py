@@ -453,7 +453,7 @@ def test_local_quadratic_is_exact_on_quadratic_targets(monkeypatch):
     quad = NWAttentionRegressor(degree=2, **params).fit(X, f)
     assert np.mean((quad.predict(Xq) - fq) ** 2) < 1e-2 * np.var(fq)
     # without it, exact up to the small relative ridge of the local fits
-    monkeypatch.setattr(_nw_kernels, "_PRIOR_KEYS", 0.0)
+    monkeypatch.setattr(_nw_kernels, "_SLOPE_PRIOR", 0.0)
     quad = NWAttentionRegressor(degree=2, **params).fit(X, f)
     assert np.mean((quad.predict(Xq) - fq) ** 2) < 1e-3 * np.var(fq)
     assert quad.loo_mse_ < 1e-3 * np.var(f)
