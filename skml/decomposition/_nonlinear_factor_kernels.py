@@ -468,7 +468,8 @@ def fold_in(obs, V, w, link, ridge, start, max_iter=100, tol=1e-10):
 
     Batched Gauss-Newton from ``start``; a row stops moving once its loss
     changes by less than ``tol`` relatively, so each row's answer does not
-    depend on which other rows are in the batch.
+    depend on which other rows are in the batch. ``ridge``: a number, or one
+    per component (:func:`factor_prior_ridge`).
 
     Returns
     -------
@@ -478,7 +479,8 @@ def fold_in(obs, V, w, link, ridge, start, max_iter=100, tol=1e-10):
     U = start.clone()
     feats = V[obs.cols]
     offset = w[obs.cols]
-    ridge = torch.full((V.shape[1],), float(ridge), dtype=V.dtype, device=V.device)
+    ridge = torch.as_tensor(ridge, dtype=V.dtype, device=V.device)
+    ridge = ridge.expand(V.shape[1]).clone()
     active = torch.ones(obs.n_rows, dtype=torch.bool, device=V.device)
     loss = block_losses(U, obs.rows, feats, offset, obs.x, link, ridge, obs.n_rows)[0]
     n_iter = 0
@@ -490,3 +492,24 @@ def fold_in(obs, V, w, link, ridge, start, max_iter=100, tol=1e-10):
         loss = new
         n_iter += 1
     return U, n_iter
+
+
+def factor_prior_ridge(obs, U, V, w, link, fit_intercept=True):
+    """Ridge per component of a Gaussian prior on new rows' factors.
+
+    The prior is ``u ~ N(0, diag(s2))`` with ``s2_k`` the mean square of the
+    fitted factors' column ``k`` and the noise variance ``sigma2`` the
+    residual sum of squares over its degrees of freedom (observed entries
+    minus the factors', loadings' and intercepts' parameters, at least one),
+    so the maximum a posteriori fold-in has ridge ``sigma2 / s2_k``. A row
+    with few observed entries then stays near the typical row instead of
+    fitting its entries exactly along a weak component, where its missing
+    entries would be extrapolated without bound.
+    """
+    z = index(obs, U, V, w)
+    resid = link(z)[0] - obs.x
+    n, p, r = obs.n_rows, obs.n_cols, V.shape[1]
+    dof = max(len(obs.x) - (n + p) * r - (p if fit_intercept else 0), 1)
+    sigma2 = (resid * resid).sum() / dof
+    s2 = (U * U).mean(0).clamp_min(torch.finfo(U.dtype).tiny)
+    return sigma2 / s2

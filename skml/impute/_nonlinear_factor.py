@@ -33,6 +33,11 @@ class NonlinearFactorImputer(OneToOneFeatureMixin, _BaseNonlinearFactor):
         Ridge on factors and loadings, relative to the mean squared error.
     incoherence : float or None, default=None
         Row-norm clip of the factors, in root-mean-squares; None turns it off.
+    fold_in_prior : bool, default=True
+        Fill each row from its factors' posterior mode under a Gaussian prior
+        estimated from the fit, so rows with few observed entries are not
+        extrapolated along weak components (see
+        :class:`~skml.decomposition.NonlinearFactorModel`).
     fit_intercept : bool, default=True
         Per-column intercepts inside the link.
     init : {"homotopy", "rank_spectral", "spectral", "random"}, \

@@ -361,6 +361,37 @@ def test_fold_in_with_identity_link_is_ridge_least_squares():
     np.testing.assert_allclose(U.numpy(), expected, rtol=1e-8, atol=1e-10)
 
 
+def test_fold_in_with_a_ridge_per_component_is_its_map():
+    rng = np.random.default_rng(17)
+    X, V, w = _fold_problem(rng)
+    obs = K.Observed.from_dense(_t(X))
+    start = _t(rng.normal(size=(X.shape[0], 2)))
+    ridge = np.array([0.05, 3.0])
+    U, _ = K.fold_in(obs, _t(V), _t(w), K.identity_link, _t(ridge), start)
+    rows, cols = obs.rows.numpy(), obs.cols.numpy()
+    expected = _ridge_solution(
+        rows, V[cols], obs.x.numpy() - w[cols], ridge, X.shape[0]
+    )
+    np.testing.assert_allclose(U.numpy(), expected, rtol=1e-8, atol=1e-10)
+
+
+def test_factor_prior_ridge_is_noise_variance_over_factor_variance():
+    rng = np.random.default_rng(18)
+    n, p, r = 30, 12, 2
+    U, V, w = rng.normal(size=(n, r)), rng.normal(size=(p, r)), rng.normal(size=p)
+    U[:, 1] *= 0.1  # a weak component gets a larger ridge
+    noise = 0.3 * rng.normal(size=(n, p))
+    X = U @ V.T + w + noise
+    X[rng.uniform(size=X.shape) < 0.3] = np.nan
+    obs = K.Observed.from_dense(_t(X))
+    got = K.factor_prior_ridge(obs, _t(U), _t(V), _t(w), K.identity_link).numpy()
+    resid = noise[~np.isnan(X)]
+    dof = resid.size - (n + p) * r - p
+    expected = (resid @ resid / dof) / (U**2).mean(0)
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+    assert got[1] > 50 * got[0]
+
+
 def test_fold_in_of_a_subset_gives_the_same_rows():
     rng = np.random.default_rng(17)
     X, V, w = _fold_problem(rng)
