@@ -792,20 +792,25 @@ def run_fertility(seeds=SEEDS, hide=0.2, cv_ranks=CV_RANKS, device="cpu"):
                 {"n_components": best.n_components},
             )
         )
-        for name, rmse, seconds, extra in found:
-            rows.append(
-                {
-                    "part": "fertility",
-                    "dataset": "fertility",
-                    "seed": seed,
-                    "method": name,
-                    "rmse": rmse,
-                    "seconds": seconds,
-                    "hidden": int(hidden.sum()),
-                    **extra,
-                }
-            )
+        rows += _hidden_rows(
+            found, hidden, part="fertility", dataset="fertility", seed=seed
+        )
     return rows
+
+
+def _hidden_rows(found, hidden, **fields):
+    """One row per ``(method, rmse, seconds, extra)`` of ``found``."""
+    return [
+        {
+            **fields,
+            "method": name,
+            "rmse": rmse,
+            "seconds": seconds,
+            "hidden": int(hidden.sum()),
+            **extra,
+        }
+        for name, rmse, seconds, extra in found
+    ]
 
 
 OURS_NO_PRIOR = "ours (fold_in_prior=False)"
@@ -876,20 +881,10 @@ def run_tables(seeds=SEEDS, hide=0.2, device="cpu"):
                         {"max_error": float(np.abs(Z - target)[hidden].max())},
                     )
                 )
-            for method, rmse, seconds, extra in found:
-                rows.append(
-                    {
-                        "part": "tables",
-                        "dataset": name,
-                        "shape": f"{X.shape[0]} x {X.shape[1]}",
-                        "seed": seed,
-                        "method": method,
-                        "rmse": rmse,
-                        "seconds": seconds,
-                        "hidden": int(hidden.sum()),
-                        **extra,
-                    }
-                )
+            shape = f"{X.shape[0]} x {X.shape[1]}"
+            rows += _hidden_rows(
+                found, hidden, part="tables", dataset=name, shape=shape, seed=seed
+            )
     return rows
 
 
