@@ -95,8 +95,8 @@ print(f"RMSE on {hide.sum()} hidden entries: {np.sqrt(np.mean(error**2)):.3f}")
 # the errors below are in units of each column's standard deviation, for
 # three draws of the hidden entries. Standardising the columns first, in a
 # ``Pipeline``, puts them in common units. The table has no low-rank
-# structure behind a link, so even then the model about ties the column
-# means; ``IterativeImputer`` models each column from the others and does
+# structure behind a link: standardised, the model beats the column means
+# but ``IterativeImputer``, which models each column from the others, does
 # better here (``max_iter=30``: its default 10 stops one round short of its
 # own criterion on one draw, with the same errors). Beyond the fitted index
 # range the link continues linearly with its slope at the edge, so an

