@@ -101,9 +101,10 @@ class StandIn(BaseEstimator):
 
     def __init__(
         self, n_components=3, link="rkhs_monotone", init="spectral",
-        random_state=None, device="cpu",
+        fold_in_prior=True, random_state=None, device="cpu",
     ):  # fmt: skip
         self.n_components = n_components
+        self.fold_in_prior = fold_in_prior
         self.link = link
         self.init = init
         self.random_state = random_state
@@ -166,6 +167,9 @@ def small_rows():
         warnings.simplefilter("ignore", ConvergenceWarning)
         mp.setattr(nf, "_estimator", lambda: StandIn)
         mp.setattr(nf, "load_fertility", lambda: Bunch(data=panel))
+        # a table with its own units per column
+        table = _low_rank(25, 8) * np.arange(1.0, 9.0) + np.arange(8.0)
+        mp.setattr(nf, "_real_tables", lambda: {"toy": table})
         rows = nf.run_grid(
             links=("tanh", "identity"),
             missings=(0.5,),
@@ -176,6 +180,7 @@ def small_rows():
         rows += nf.run_rows(seeds=(0,), **SMALL)
         rows += nf.run_rank(seeds=(0, 1), ranks=(1, 2, 3), **SMALL)
         rows += nf.run_fertility(seeds=(0,), cv_ranks=(1, 2))
+        rows += nf.run_tables(seeds=(0, 1))
         rows += nf.run_scale(n=50, rank=2, missing=0.5)
     return rows
 
@@ -183,7 +188,9 @@ def small_rows():
 def test_is_discovered_with_its_parts():
     assert "nonlinear_factor" in benchmarks.available()
     module = benchmarks.load("nonlinear_factor")
-    assert module.PARTS == ("grid", "noiseless", "rows", "rank", "fertility", "scale")
+    assert module.PARTS == (
+        "grid", "noiseless", "rows", "rank", "fertility", "tables", "scale"
+    )  # fmt: skip
     assert "scale" in "\n".join(module.BENCHMARK.describe())
 
 
@@ -222,6 +229,12 @@ def test_other_parts_rows(small_rows):
     fertility = [r for r in small_rows if r["part"] == "fertility"]
     assert {nf.OURS, nf.OURS_CV, nf.SOFT, nf.ALS} <= {r["method"] for r in fertility}
     assert all(np.isfinite(r["rmse"]) for r in fertility)
+    tables = [r for r in small_rows if r["part"] == "tables"]
+    assert {r["method"] for r in tables} >= {nf.OURS, nf.OURS_NO_PRIOR, nf.MEAN}
+    assert all(r["shape"] == "25 x 8" and np.isfinite(r["rmse"]) for r in tables)
+    # standardised: the rank-2 peers beat the column means by far
+    (row,) = nf.tables_table(small_rows)
+    assert row["table"] == "toy" and row["soft"] < 0.5 * row["mean"]
     (scale,) = [r for r in small_rows if r["part"] == "scale"]
     assert scale["n"] == 50 and scale["n_iter"] == 1
 
@@ -245,7 +258,15 @@ def test_grid_table_ratios(small_rows):
 
 def test_report_and_acceptance(small_rows):
     text = nf.report(small_rows)
-    for heading in ("== grid", "== rows", "== rank", "== fertility", "== scale"):
+    headings = (
+        "== grid",
+        "== rows",
+        "== rank",
+        "== fertility",
+        "== tables",
+        "== scale",
+    )
+    for heading in headings:
         assert heading in text
     lines = nf.acceptance(small_rows).splitlines()
     assert lines[0].startswith("(2) nonlinear links at missing 0.5, noise 0.1")
