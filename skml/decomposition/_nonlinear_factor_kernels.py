@@ -494,6 +494,25 @@ def fold_in(obs, V, w, link, ridge, start, max_iter=100, tol=1e-10):
     return U, n_iter
 
 
+def _noise_and_factor_variance(obs, U, V, w, link, fit_intercept):
+    """The noise variance and each component's mean square of ``U``.
+
+    The noise variance is the residual sum of squares over its degrees of
+    freedom (observed entries minus the factors', loadings' and intercepts'
+    parameters, at least one). A component whose mean square is below 1e-12
+    of the strongest one's is numerically absent; its variance is floored
+    there, so the ridges derived from it stay finite.
+    """
+    z = index(obs, U, V, w)
+    resid = link(z)[0] - obs.x
+    n, p, r = obs.n_rows, obs.n_cols, V.shape[1]
+    dof = max(len(obs.x) - (n + p) * r - (p if fit_intercept else 0), 1)
+    sigma2 = (resid * resid).sum() / dof
+    s2 = (U * U).mean(0)
+    floor = max(1e-12 * float(s2.max()), torch.finfo(U.dtype).tiny)
+    return sigma2, s2.clamp_min(floor)
+
+
 def factor_prior_ridge(obs, U, V, w, link, fit_intercept=True):
     """Ridge per component of a Gaussian prior on new rows' factors.
 
@@ -506,10 +525,24 @@ def factor_prior_ridge(obs, U, V, w, link, fit_intercept=True):
     fitting its entries exactly along a weak component, where its missing
     entries would be extrapolated without bound.
     """
-    z = index(obs, U, V, w)
-    resid = link(z)[0] - obs.x
-    n, p, r = obs.n_rows, obs.n_cols, V.shape[1]
-    dof = max(len(obs.x) - (n + p) * r - (p if fit_intercept else 0), 1)
-    sigma2 = (resid * resid).sum() / dof
-    s2 = (U * U).mean(0).clamp_min(torch.finfo(U.dtype).tiny)
+    sigma2, s2 = _noise_and_factor_variance(obs, U, V, w, link, fit_intercept)
     return sigma2 / s2
+
+
+def fit_prior_ridge(obs, U, V, w, link, fit_intercept=True):
+    """Ridge per component on both factor blocks of the fit (empirical Bayes).
+
+    Gaussian priors ``u_i ~ N(0, diag(s2u))`` on the rows' factors and
+    ``v_j ~ N(0, diag(s2v))`` on the loadings, with the variances the mean
+    squares of the current ``U`` and ``V`` and ``sigma2`` the noise variance
+    of :func:`factor_prior_ridge`, give the ridges ``sigma2 n / |U_k|^2`` and
+    ``sigma2 p / |V_k|^2``. Minimised over the balance ``U_k c, V_k / c``
+    (which leaves the predictions unchanged), their penalty is that of one
+    ridge ``sigma2 sqrt(n p) / (|U_k| |V_k|)`` on both blocks, which is what
+    this returns: the balanced normalisation then keeps the penalty at its
+    minimum. Weak components are shrunk hard, strong ones barely.
+    """
+    sigma2, s2u = _noise_and_factor_variance(obs, U, V, w, link, fit_intercept)
+    s2v = (V * V).mean(0)
+    s2v = s2v.clamp_min(max(1e-12 * float(s2v.max()), torch.finfo(V.dtype).tiny))
+    return sigma2 / (s2u * s2v).sqrt()

@@ -101,10 +101,11 @@ class StandIn(BaseEstimator):
 
     def __init__(
         self, n_components=3, link="rkhs_monotone", init="spectral",
-        fold_in_prior=True, random_state=None, device="cpu",
+        fold_in_prior=True, fit_prior=False, random_state=None, device="cpu",
     ):  # fmt: skip
         self.n_components = n_components
         self.fold_in_prior = fold_in_prior
+        self.fit_prior = fit_prior
         self.link = link
         self.init = init
         self.random_state = random_state
@@ -230,11 +231,14 @@ def test_other_parts_rows(small_rows):
     assert {nf.OURS, nf.OURS_CV, nf.SOFT, nf.ALS} <= {r["method"] for r in fertility}
     assert all(np.isfinite(r["rmse"]) for r in fertility)
     tables = [r for r in small_rows if r["part"] == "tables"]
-    assert {r["method"] for r in tables} >= {nf.OURS, nf.OURS_NO_PRIOR, nf.MEAN}
+    assert {r["method"] for r in tables} >= {
+        nf.OURS, nf.OURS_NO_PRIOR, nf.OURS_FIT_PRIOR, nf.MEAN
+    }  # fmt: skip
     assert all(r["shape"] == "25 x 8" and np.isfinite(r["rmse"]) for r in tables)
     # standardised: the rank-2 peers beat the column means by far
     (row,) = nf.tables_table(small_rows)
     assert row["table"] == "toy" and row["soft"] < 0.5 * row["mean"]
+    assert np.isfinite(row["ours_fit_prior"])
     (scale,) = [r for r in small_rows if r["part"] == "scale"]
     assert scale["n"] == 50 and scale["n_iter"] == 1
 

@@ -129,6 +129,40 @@ def test_fold_in_prior_fills_a_real_table_better_than_the_plain_fold_in():
     assert errors[True] < 0.9 * column_means
 
 
+def test_fit_prior_switches_off_components_the_data_do_not_carry():
+    # rank 1 fitted with 3 components on a small noisy table: plain ALS fits
+    # the noise with the two spare components; the empirical-Bayes ridges
+    # grow as a component weakens and hold it at zero
+    errors = {True: [], False: []}
+    for seed in range(3):
+        data = make_nonlinear_factor_matrix(
+            40, 12, rank=1, link="identity", missing=0.3, noise=0.3, random_state=seed
+        )
+        for prior in (True, False):
+            model = NonlinearFactorModel(
+                link="identity", fit_prior=prior, random_state=0
+            ).fit(data.data)
+            errors[prior].append(
+                _rmse(model.complete(data.data), data.signal, ~data.mask)
+            )
+            if prior:
+                strengths = model.singular_values_
+                assert (strengths[1:] < 0.1 * strengths[0]).all()
+    assert np.mean(errors[True]) < 0.7 * np.mean(errors[False])
+
+
+def test_fit_prior_objective_never_rises():
+    # the ridges are fixed within a descent and equal on both blocks, so the
+    # balancing normalisation cannot raise the penalty
+    data = _data("identity", n=40, p=12, missing=0.3, noise=0.3)
+    model = NonlinearFactorModel(
+        link="identity", fit_prior=True, tol=1e-10, random_state=0
+    ).fit(data.data)
+    curve = model.loss_curve_
+    assert len(curve) > 3
+    assert (np.diff(curve) <= 1e-9 * curve[1:]).all()
+
+
 # -------------------------------------------------------------- recovery
 
 

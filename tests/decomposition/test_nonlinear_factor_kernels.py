@@ -392,6 +392,45 @@ def test_factor_prior_ridge_is_noise_variance_over_factor_variance():
     assert got[1] > 50 * got[0]
 
 
+def test_fit_prior_ridge_is_the_balanced_form_of_both_priors():
+    rng = np.random.default_rng(19)
+    n, p, r = 30, 12, 2
+    U, V, w = rng.normal(size=(n, r)), rng.normal(size=(p, r)), rng.normal(size=p)
+    U[:, 1] *= 0.1
+    noise = 0.3 * rng.normal(size=(n, p))
+    X = U @ V.T + w + noise
+    X[rng.uniform(size=X.shape) < 0.3] = np.nan
+    obs = K.Observed.from_dense(_t(X))
+    ridge = K.fit_prior_ridge(obs, _t(U), _t(V), _t(w), K.identity_link).numpy()
+    resid = noise[~np.isnan(X)]
+    sigma2 = resid @ resid / (resid.size - (n + p) * r - p)
+    # the priors' own ridges on U and on V
+    ridge_u, ridge_v = sigma2 / (U**2).mean(0), sigma2 / (V**2).mean(0)
+    su, sv = (U**2).sum(0), (V**2).sum(0)
+    # their penalty at the best balance c: min_c ridge_u c^2 su + ridge_v sv / c^2
+    best = 2 * np.sqrt(ridge_u * su * ridge_v * sv)
+    # one common ridge reaches it at the balanced point |U_k| = |V_k|
+    balanced = np.sqrt(su * sv)
+    np.testing.assert_allclose(ridge * 2 * balanced, best, rtol=1e-12)
+    # and it does not depend on how the scale is split between U and V
+    again = K.fit_prior_ridge(obs, _t(U * 3.0), _t(V / 3.0), _t(w), K.identity_link)
+    np.testing.assert_allclose(again.numpy(), ridge, rtol=1e-12)
+    assert ridge[1] > 5 * ridge[0]
+
+
+def test_prior_ridges_stay_finite_for_an_absent_component():
+    rng = np.random.default_rng(20)
+    U, V, w = rng.normal(size=(20, 2)), rng.normal(size=(8, 2)), np.zeros(8)
+    X = U @ V.T + 10.0 * rng.normal(size=(20, 8))
+    U[:, 1] = 0.0
+    V[:, 1] = 0.0
+    obs = K.Observed.from_dense(_t(X))
+    for ridge in (K.factor_prior_ridge, K.fit_prior_ridge):
+        got = ridge(obs, _t(U), _t(V), _t(w), K.identity_link).numpy()
+        assert np.isfinite(got).all()
+        assert got[1] > 1e10 * got[0]
+
+
 def test_fold_in_of_a_subset_gives_the_same_rows():
     rng = np.random.default_rng(17)
     X, V, w = _fold_problem(rng)
