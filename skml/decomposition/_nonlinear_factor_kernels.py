@@ -494,23 +494,27 @@ def fold_in(obs, V, w, link, ridge, start, max_iter=100, tol=1e-10):
     return U, n_iter
 
 
-def _noise_and_factor_variance(obs, U, V, w, link, fit_intercept):
-    """The noise variance and each component's mean square of ``U``.
+def _component_variance(A):
+    """Mean square of each column of ``A``, floored at 1e-12 of the largest.
 
-    The noise variance is the residual sum of squares over its degrees of
-    freedom (observed entries minus the factors', loadings' and intercepts'
-    parameters, at least one). A component whose mean square is below 1e-12
-    of the strongest one's is numerically absent; its variance is floored
-    there, so the ridges derived from it stay finite.
+    A component below the floor is numerically absent; the floor keeps the
+    ridges derived from it finite.
+    """
+    s2 = (A * A).mean(0)
+    return s2.clamp_min(max(1e-12 * float(s2.max()), torch.finfo(A.dtype).tiny))
+
+
+def _noise_variance(obs, U, V, w, link, fit_intercept):
+    """Residual sum of squares over its degrees of freedom.
+
+    The degrees of freedom are the observed entries minus the factors',
+    loadings' and intercepts' parameters, at least one.
     """
     z = index(obs, U, V, w)
     resid = link(z)[0] - obs.x
     n, p, r = obs.n_rows, obs.n_cols, V.shape[1]
     dof = max(len(obs.x) - (n + p) * r - (p if fit_intercept else 0), 1)
-    sigma2 = (resid * resid).sum() / dof
-    s2 = (U * U).mean(0)
-    floor = max(1e-12 * float(s2.max()), torch.finfo(U.dtype).tiny)
-    return sigma2, s2.clamp_min(floor)
+    return (resid * resid).sum() / dof
 
 
 def factor_prior_ridge(obs, U, V, w, link, fit_intercept=True):
@@ -525,8 +529,8 @@ def factor_prior_ridge(obs, U, V, w, link, fit_intercept=True):
     fitting its entries exactly along a weak component, where its missing
     entries would be extrapolated without bound.
     """
-    sigma2, s2 = _noise_and_factor_variance(obs, U, V, w, link, fit_intercept)
-    return sigma2 / s2
+    sigma2 = _noise_variance(obs, U, V, w, link, fit_intercept)
+    return sigma2 / _component_variance(U)
 
 
 def fit_prior_ridge(obs, U, V, w, link, fit_intercept=True):
@@ -542,7 +546,5 @@ def fit_prior_ridge(obs, U, V, w, link, fit_intercept=True):
     this returns: the balanced normalisation then keeps the penalty at its
     minimum. Weak components are shrunk hard, strong ones barely.
     """
-    sigma2, s2u = _noise_and_factor_variance(obs, U, V, w, link, fit_intercept)
-    s2v = (V * V).mean(0)
-    s2v = s2v.clamp_min(max(1e-12 * float(s2v.max()), torch.finfo(V.dtype).tiny))
-    return sigma2 / (s2u * s2v).sqrt()
+    sigma2 = _noise_variance(obs, U, V, w, link, fit_intercept)
+    return sigma2 / (_component_variance(U) * _component_variance(V)).sqrt()
