@@ -375,35 +375,34 @@ def test_fold_in_with_a_ridge_per_component_is_its_map():
     np.testing.assert_allclose(U.numpy(), expected, rtol=1e-8, atol=1e-10)
 
 
-def test_factor_prior_ridge_is_noise_variance_over_factor_variance():
-    rng = np.random.default_rng(18)
-    n, p, r = 30, 12, 2
+def _prior_problem(seed, n=30, p=12, r=2):
+    """Identity-link data with a weak second component, 30% missing.
+
+    Returns the observed entries, the true ``U, V, w`` and the closed-form
+    noise variance: the true residuals' sum of squares over their degrees of
+    freedom.
+    """
+    rng = np.random.default_rng(seed)
     U, V, w = rng.normal(size=(n, r)), rng.normal(size=(p, r)), rng.normal(size=p)
     U[:, 1] *= 0.1  # a weak component gets a larger ridge
     noise = 0.3 * rng.normal(size=(n, p))
     X = U @ V.T + w + noise
     X[rng.uniform(size=X.shape) < 0.3] = np.nan
-    obs = K.Observed.from_dense(_t(X))
-    got = K.factor_prior_ridge(obs, _t(U), _t(V), _t(w), K.identity_link).numpy()
     resid = noise[~np.isnan(X)]
-    dof = resid.size - (n + p) * r - p
-    expected = (resid @ resid / dof) / (U**2).mean(0)
-    np.testing.assert_allclose(got, expected, rtol=1e-12)
+    sigma2 = resid @ resid / (resid.size - (n + p) * r - p)
+    return K.Observed.from_dense(_t(X)), U, V, w, sigma2
+
+
+def test_factor_prior_ridge_is_noise_variance_over_factor_variance():
+    obs, U, V, w, sigma2 = _prior_problem(18)
+    got = K.factor_prior_ridge(obs, _t(U), _t(V), _t(w), K.identity_link).numpy()
+    np.testing.assert_allclose(got, sigma2 / (U**2).mean(0), rtol=1e-12)
     assert got[1] > 50 * got[0]
 
 
 def test_fit_prior_ridge_is_the_balanced_form_of_both_priors():
-    rng = np.random.default_rng(19)
-    n, p, r = 30, 12, 2
-    U, V, w = rng.normal(size=(n, r)), rng.normal(size=(p, r)), rng.normal(size=p)
-    U[:, 1] *= 0.1
-    noise = 0.3 * rng.normal(size=(n, p))
-    X = U @ V.T + w + noise
-    X[rng.uniform(size=X.shape) < 0.3] = np.nan
-    obs = K.Observed.from_dense(_t(X))
+    obs, U, V, w, sigma2 = _prior_problem(19)
     ridge = K.fit_prior_ridge(obs, _t(U), _t(V), _t(w), K.identity_link).numpy()
-    resid = noise[~np.isnan(X)]
-    sigma2 = resid @ resid / (resid.size - (n + p) * r - p)
     # the priors' own ridges on U and on V
     ridge_u, ridge_v = sigma2 / (U**2).mean(0), sigma2 / (V**2).mean(0)
     su, sv = (U**2).sum(0), (V**2).sum(0)
