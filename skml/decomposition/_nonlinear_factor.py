@@ -88,7 +88,7 @@ class _BaseNonlinearFactor(TorchEstimatorMixin, TransformerMixin, BaseEstimator)
         alpha_factors=1e-4,
         incoherence=None,
         fold_in_prior=True,
-        fit_prior=False,
+        fit_prior=True,
         fit_intercept=True,
         init="homotopy",
         max_iter=200,
@@ -652,14 +652,14 @@ class NonlinearFactorModel(ClassNamePrefixFeaturesOutMixin, _BaseNonlinearFactor
         a row with few observed entries stays near the typical row instead
         of being extrapolated along weak components. ``False``: the plain
         least-squares fold-in (with ``alpha_factors``' ridge).
-    fit_prior : bool, default=False
+    fit_prior : bool, default=True
         Fit factors and loadings under Gaussian priors whose variances are
         estimated per component (empirical Bayes, see Notes): weak
         components are shrunk and components the data do not carry are
-        switched off. It helps small tables with few observed entries per
-        row. Off by default: on convex links (``exp``) it moves the error
-        both ways, and it flattens the cross-validated score above the true
-        rank (the user guide has the numbers).
+        switched off, so small tables with few observed entries per row are
+        not overfitted. ``False``: only ``alpha_factors``' small isotropic
+        ridge, as in the paper; on convex links (``exp``) that can be more
+        accurate (the user guide has the numbers).
     fit_intercept : bool, default=True
         Learn the per-column intercepts ``w_j`` inside the link.
     init : {"homotopy", "rank_spectral", "spectral", "random"}, \
@@ -772,7 +772,7 @@ class NonlinearFactorModel(ClassNamePrefixFeaturesOutMixin, _BaseNonlinearFactor
     almost exactly along weak components and filled entries tens of
     standard deviations away (the user-guide page has the numbers).
 
-    ``fit_prior=True`` (ours, not the paper's) carries the prior into the
+    ``fit_prior=True``, the default (ours, not the paper's), carries the prior into the
     fit itself. The rows' factors and the columns' loadings get Gaussian
     priors whose variances are the mean squares of the current ``U`` and
     ``V``; with the noise variance above, their ridges are

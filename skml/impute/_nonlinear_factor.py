@@ -38,10 +38,10 @@ class NonlinearFactorImputer(OneToOneFeatureMixin, _BaseNonlinearFactor):
         estimated from the fit, so rows with few observed entries are not
         extrapolated along weak components (see
         :class:`~skml.decomposition.NonlinearFactorModel`).
-    fit_prior : bool, default=False
+    fit_prior : bool, default=True
         Fit factors and loadings under Gaussian priors estimated per
         component (empirical Bayes), which switches off components the data
-        do not carry; helps small tables (see
+        do not carry, so small tables are not overfitted (see
         :class:`~skml.decomposition.NonlinearFactorModel`).
     fit_intercept : bool, default=True
         Per-column intercepts inside the link.

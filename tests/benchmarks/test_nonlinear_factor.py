@@ -101,7 +101,7 @@ class StandIn(BaseEstimator):
 
     def __init__(
         self, n_components=3, link="rkhs_monotone", init="spectral",
-        fold_in_prior=True, fit_prior=False, random_state=None, device="cpu",
+        fold_in_prior=True, fit_prior=True, random_state=None, device="cpu",
     ):  # fmt: skip
         self.n_components = n_components
         self.fold_in_prior = fold_in_prior
@@ -232,13 +232,13 @@ def test_other_parts_rows(small_rows):
     assert all(np.isfinite(r["rmse"]) for r in fertility)
     tables = [r for r in small_rows if r["part"] == "tables"]
     assert {r["method"] for r in tables} >= {
-        nf.OURS, nf.OURS_NO_PRIOR, nf.OURS_FIT_PRIOR, nf.MEAN
+        nf.OURS, nf.OURS_NO_FIT_PRIOR, nf.OURS_NO_PRIOR, nf.MEAN
     }  # fmt: skip
     assert all(r["shape"] == "25 x 8" and np.isfinite(r["rmse"]) for r in tables)
     # standardised: the rank-2 peers beat the column means by far
     (row,) = nf.tables_table(small_rows)
     assert row["table"] == "toy" and row["soft"] < 0.5 * row["mean"]
-    assert np.isfinite(row["ours_fit_prior"])
+    assert np.isfinite(row["ours_no_fit_prior"])
     (scale,) = [r for r in small_rows if r["part"] == "scale"]
     assert scale["n"] == 50 and scale["n_iter"] == 1
 

@@ -386,8 +386,11 @@ def test_objective_never_rises_with_too_small_a_rank():
     data = _data("tanh", n=60, p=40)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        model = NonlinearFactorModel(n_components=1, max_iter=30, random_state=0)
-        model.fit(data.data)
+        # The paper's objective: with fit_prior a learned link's rescaling
+        # may raise it a little (documented), so the guarantee is without it.
+        model = NonlinearFactorModel(
+            n_components=1, fit_prior=False, max_iter=30, random_state=0
+        ).fit(data.data)
     curve = model.loss_curve_
     # 1e-6 relative: far above the tabulated link's rounding-level changes
     # under the prediction-preserving normalisation
