@@ -772,8 +772,8 @@ class NonlinearFactorModel(ClassNamePrefixFeaturesOutMixin, _BaseNonlinearFactor
     almost exactly along weak components and filled entries tens of
     standard deviations away (the user-guide page has the numbers).
 
-    ``fit_prior=True``, the default (ours, not the paper's), carries the prior into the
-    fit itself. The rows' factors and the columns' loadings get Gaussian
+    ``fit_prior=True``, the default (ours, not the paper's), carries the
+    prior into the fit itself. The rows' factors and the columns' loadings get Gaussian
     priors whose variances are the mean squares of the current ``U`` and
     ``V``; with the noise variance above, their ridges are
     ``sigma2 n / |U_k|^2`` and ``sigma2 p / |V_k|^2``. Over the balance
