@@ -672,7 +672,8 @@ class NonlinearFactorModel(ClassNamePrefixFeaturesOutMixin, _BaseNonlinearFactor
         at most 50 iterations, tolerance 1e-4), warm-starting each stage and
         the final fit from the last (see Notes). ``"spectral"``: the SVD of
         the data (or their inverse under a known link); ``"random"``: random
-        factors.
+        factors. With ``fit_prior=True`` the other starts fall behind the
+        homotopy at high missing fractions (the user guide has the numbers).
     max_iter : int, default=200
         Outer iterations (U-step, V-step, link step, normalisation) of the
         final fit on the data; ``"homotopy"``'s stages run at most

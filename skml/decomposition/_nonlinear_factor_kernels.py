@@ -498,10 +498,14 @@ def _component_variance(A):
     """Mean square of each column of ``A``, floored at 1e-12 of the largest.
 
     A component below the floor is numerically absent; the floor keeps the
-    ridges derived from it finite.
+    ridges derived from it finite. When every column is zero (one row, whose
+    factors centring moves into the intercepts) the floor is one: the index
+    has unit spread, and no component is there to shrink.
     """
     s2 = (A * A).mean(0)
-    return s2.clamp_min(max(1e-12 * float(s2.max()), torch.finfo(A.dtype).tiny))
+    largest = float(s2.max())
+    floor = 1e-12 * largest if largest > 0 else 1.0
+    return s2.clamp_min(max(floor, torch.finfo(A.dtype).tiny))
 
 
 def _noise_variance(obs, U, V, w, link, fit_intercept):

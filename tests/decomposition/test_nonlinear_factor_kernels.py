@@ -430,6 +430,18 @@ def test_prior_ridges_stay_finite_for_an_absent_component():
         assert got[1] > 1e10 * got[0]
 
 
+def test_prior_ridges_stay_finite_when_every_component_is_zero():
+    # one row: its centred, rank-based start is zero on both blocks; a floor
+    # relative to the largest component was zero and the ridge inf
+    rng = np.random.default_rng(21)
+    X = rng.normal(size=(1, 6))
+    U, V, w = np.zeros((1, 2)), np.zeros((6, 2)), np.zeros(6)
+    obs = K.Observed.from_dense(_t(X))
+    for ridge in (K.factor_prior_ridge, K.fit_prior_ridge):
+        got = ridge(obs, _t(U), _t(V), _t(w), K.identity_link).numpy()
+        assert np.isfinite(got).all() and (got > 0).all()
+
+
 def test_fold_in_of_a_subset_gives_the_same_rows():
     rng = np.random.default_rng(17)
     X, V, w = _fold_problem(rng)
