@@ -656,8 +656,10 @@ class NonlinearFactorModel(ClassNamePrefixFeaturesOutMixin, _BaseNonlinearFactor
         Fit factors and loadings under Gaussian priors whose variances are
         estimated per component (empirical Bayes, see Notes): weak
         components are shrunk and components the data do not carry are
-        switched off, so small tables with few observed entries per row are
-        not overfitted. ``False``: only ``alpha_factors``' small isotropic
+        switched off, which guards small tables with few observed entries
+        per row against overfitting; on tables of four to six columns it
+        can still lose to the column means (the user guide has the numbers).
+        ``False``: only ``alpha_factors``' small isotropic
         ridge, as in the paper; on convex links (``exp``) that can be more
         accurate (the user guide has the numbers).
     fit_intercept : bool, default=True
@@ -774,9 +776,9 @@ class NonlinearFactorModel(ClassNamePrefixFeaturesOutMixin, _BaseNonlinearFactor
     standard deviations away (the user-guide page has the numbers).
 
     ``fit_prior=True``, the default (ours, not the paper's), carries the
-    prior into the fit itself. The rows' factors and the columns' loadings get Gaussian
-    priors whose variances are the mean squares of the current ``U`` and
-    ``V``; with the noise variance above, their ridges are
+    prior into the fit itself. The rows' factors and the columns' loadings
+    get Gaussian priors whose variances are the mean squares of the current
+    ``U`` and ``V``; with the noise variance above, their ridges are
     ``sigma2 n / |U_k|^2`` and ``sigma2 p / |V_k|^2``. Over the balance
     ``(U_k c, V_k / c)``, which leaves the predictions unchanged, their
     penalty is least where one ridge ``sigma2 sqrt(n p) / (|U_k| |V_k|)``

@@ -41,7 +41,7 @@ class NonlinearFactorImputer(OneToOneFeatureMixin, _BaseNonlinearFactor):
     fit_prior : bool, default=True
         Fit factors and loadings under Gaussian priors estimated per
         component (empirical Bayes), which switches off components the data
-        do not carry, so small tables are not overfitted (see
+        do not carry, which guards small tables against overfitting (see
         :class:`~skml.decomposition.NonlinearFactorModel`).
     fit_intercept : bool, default=True
         Per-column intercepts inside the link.
