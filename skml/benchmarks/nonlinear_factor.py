@@ -108,7 +108,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.extmath import randomized_svd
 
 from ..datasets import load_fertility, make_nonlinear_factor_matrix
-from ..utils import format_table, progress
+from ..utils import format_table, hide_entries, progress
 from ._common import (
     Benchmark,
     Part,
@@ -243,26 +243,6 @@ def soft_impute(X, shrinkage, max_iter=100, tol=1e-4, max_rank=None, init=None):
     return Z + mean
 
 
-def _holdout(mask, fraction, rng):
-    """Hide ``fraction`` of the observed entries; every row and column keeps one."""
-    observed = np.flatnonzero(mask)
-    k = int(round(fraction * observed.size))
-    hidden = np.zeros(mask.size, dtype=bool)
-    hidden[rng.choice(observed, size=k, replace=False)] = True
-    hidden = hidden.reshape(mask.shape)
-    # give back one hidden entry to each row, then column, left with none
-    for axis in (1, 0):
-        kept = mask & ~hidden
-        for line in np.flatnonzero(~kept.any(axis=axis) & mask.any(axis=axis)):
-            cells = hidden[line] if axis == 1 else hidden[:, line]
-            pick = rng.choice(np.flatnonzero(cells))
-            if axis == 1:
-                hidden[line, pick] = False
-            else:
-                hidden[pick, line] = False
-    return hidden
-
-
 def soft_impute_cv(
     X,
     fractions=SHRINKAGE_FRACTIONS,
@@ -316,7 +296,7 @@ def soft_impute_cv(
     """
     X = np.asarray(X, dtype=np.float64)
     mask = ~np.isnan(X)
-    hidden = _holdout(mask, holdout, check_random_state(random_state))
+    hidden = hide_entries(mask, holdout, check_random_state(random_state))
     train = np.where(hidden, np.nan, X)
     kept = ~np.isnan(train)
     top = np.linalg.norm(np.where(kept, train - train[kept].mean(), 0.0), 2)
@@ -773,7 +753,7 @@ def run_fertility(seeds=SEEDS, hide=0.2, cv_ranks=CV_RANKS, device="cpu"):
     observed = ~np.isnan(X_full)
     rows = []
     for seed in seeds:
-        hidden = _holdout(observed, hide, np.random.RandomState(seed))
+        hidden = hide_entries(observed, hide, np.random.RandomState(seed))
         X = np.where(hidden, np.nan, X_full)
         found = _linear_peers(X, X_full, hidden)
         model, s = _timed(_ours(seed, device).fit, X)
@@ -815,6 +795,7 @@ def _hidden_rows(found, hidden, **fields):
 
 OURS_NO_FIT_PRIOR = "ours (fit_prior=False)"
 OURS_NO_PRIOR = "ours (fit_prior=False, fold_in_prior=False)"
+OURS_AUTO = 'ours (link="auto")'
 
 
 def _real_tables():
@@ -855,13 +836,15 @@ def run_tables(seeds=SEEDS, hide=0.2, device="cpu"):
     (as ``StandardScaler`` in a ``Pipeline`` would be), so the RMSE on the
     hidden entries is in units of each column's sd. Peers as in the grid;
     ours with its defaults (``n_components=3``), without the prior in the
-    fit (``fit_prior=False``), and without either prior.
+    fit (``fit_prior=False``), without either prior, and with the link
+    chosen between the learned one and the identity on held-out entries
+    (``link="auto"``).
     """
     rows = []
     for name, X_full in _real_tables().items():
         X_full = X_full[:, np.nanstd(X_full, axis=0) > 0]
         for seed in seeds:
-            hidden = _holdout(
+            hidden = hide_entries(
                 np.ones(X_full.shape, dtype=bool), hide, np.random.RandomState(seed)
             )
             X = np.where(hidden, np.nan, X_full)
@@ -872,6 +855,7 @@ def run_tables(seeds=SEEDS, hide=0.2, device="cpu"):
                 (OURS, {}),
                 (OURS_NO_FIT_PRIOR, {"fit_prior": False}),
                 (OURS_NO_PRIOR, {"fit_prior": False, "fold_in_prior": False}),
+                (OURS_AUTO, {"link": "auto"}),
             ):
                 model, s = _timed(_ours(seed, device, **params).fit, X)
                 Z = _completed(model)
@@ -880,7 +864,12 @@ def run_tables(seeds=SEEDS, hide=0.2, device="cpu"):
                         method,
                         _rmse(Z, target, hidden),
                         s,
-                        {"max_error": float(np.abs(Z - target)[hidden].max())},
+                        {
+                            "max_error": float(np.abs(Z - target)[hidden].max()),
+                            "selected_link": str(
+                                getattr(model, "selected_link_", None)
+                            ),
+                        },
                     )
                 )
             shape = f"{X.shape[0]} x {X.shape[1]}"
@@ -1181,6 +1170,7 @@ def tables_table(rows):
         OURS: "ours",
         OURS_NO_FIT_PRIOR: "ours_no_fit_prior",
         OURS_NO_PRIOR: "ours_no_prior",
+        OURS_AUTO: "ours_auto",
     }
     table = []
     for (dataset, shape), methods in cells.items():
@@ -1191,6 +1181,10 @@ def tables_table(rows):
             line[name] = max(
                 (r["max_error"] for r in methods.get(method, [])), default=float("nan")
             )
+        auto = methods.get(OURS_AUTO, [])
+        line["auto_identity"] = (
+            f"{sum(r['selected_link'] == 'identity' for r in auto)}/{len(auto)}"
+        )
         table.append(line)
     return table
 

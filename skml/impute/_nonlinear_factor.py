@@ -19,8 +19,11 @@ class NonlinearFactorImputer(OneToOneFeatureMixin, _BaseNonlinearFactor):
     ----------
     n_components : int, default=3
         Rank of the latent index.
-    link : {"rkhs_monotone", "identity"} or callable, default="rkhs_monotone"
-        Learned monotone link, linear model, or a known link.
+    link : {"rkhs_monotone", "identity", "auto"} or callable, \
+            default="rkhs_monotone"
+        Learned monotone link, linear model, the better of the two on
+        held-out entries (see :class:`~skml.decomposition.NonlinearFactorModel`),
+        or a known link.
     n_link_knots : int, default=20
         Smooth steps in the learned link.
     link_alpha : float, default=1e-6
@@ -68,6 +71,10 @@ class NonlinearFactorImputer(OneToOneFeatureMixin, _BaseNonlinearFactor):
         Per-column intercepts on the index scale.
     link_ : MonotoneLink, IdentityLink or KnownLink
         The link in the data's units.
+    selected_link_ : str or callable
+        The link that was fitted (the choice of ``link="auto"``).
+    link_scores_ : dict or None
+        With ``link="auto"``: each candidate's held-out mean squared error.
     singular_values_ : ndarray of shape (n_components,)
         Factor strengths from the last normalisation.
     index_range_ : ndarray of shape (2,)

@@ -17,7 +17,7 @@ from ._discovery import all_estimators
 from ._estimator import DeviceFallbackWarning, TorchEstimatorMixin, find_tensors
 from ._groups import cell_sums, encode_groups
 from ._memory import release_memory
-from ._stats import weighted_quantile
+from ._stats import hide_entries, weighted_quantile
 from ._table import format_table, progress
 from ._threads import thread_budget, threads_for, torch_threads
 
@@ -30,6 +30,7 @@ __all__ = [
     "encode_groups",
     "find_tensors",
     "format_table",
+    "hide_entries",
     "is_dask_collection",
     "make_generator",
     "progress",

@@ -46,3 +46,51 @@ def weighted_quantile(values, quantiles, sample_weight=None):
         idx = np.minimum(idx, len(values) - 1)
         out[:, j] = values[order[idx, j], j]
     return out[:, 0] if one_d else out
+
+
+def hide_entries(mask, fraction, rng):
+    """A random ``fraction`` of the observed entries, leaving every row and
+    column that has one at least one.
+
+    The entries are drawn without replacement; a row (then a column) left
+    with nothing observed gets one of its hidden entries back, so the
+    hidden share can fall short of ``fraction``.
+
+    Parameters
+    ----------
+    mask : ndarray of shape (n_rows, n_columns), dtype bool
+        True where an entry is observed.
+    fraction : float
+        Share of the observed entries to hide, in [0, 1].
+    rng : numpy.random.RandomState
+        Source of the draw.
+
+    Returns
+    -------
+    hidden : ndarray of shape (n_rows, n_columns), dtype bool
+        True where an observed entry is hidden.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skml.utils import hide_entries
+    >>> mask = np.ones((4, 3), dtype=bool)
+    >>> hidden = hide_entries(mask, 0.25, np.random.RandomState(0))
+    >>> int(hidden.sum()), bool((mask & ~hidden).any(axis=1).all())
+    (3, True)
+    """
+    observed = np.flatnonzero(mask)
+    k = int(round(fraction * observed.size))
+    hidden = np.zeros(mask.size, dtype=bool)
+    hidden[rng.choice(observed, size=k, replace=False)] = True
+    hidden = hidden.reshape(mask.shape)
+    for axis in (1, 0):
+        kept = mask & ~hidden
+        for line in np.flatnonzero(~kept.any(axis=axis) & mask.any(axis=axis)):
+            cells = hidden[line] if axis == 1 else hidden[:, line]
+            pick = rng.choice(np.flatnonzero(cells))
+            if axis == 1:
+                hidden[line, pick] = False
+            else:
+                hidden[pick, line] = False
+    return hidden

@@ -12,6 +12,7 @@ from skml import benchmarks
 from skml.benchmarks import nonlinear_factor as nf
 from skml.benchmarks._common import data_rows
 from skml.datasets import make_nonlinear_factor_matrix
+from skml.utils import hide_entries
 
 
 def _low_rank(n=40, p=30, rank=2, seed=0):
@@ -69,19 +70,6 @@ def test_peers_recover_rank_two_matrix_far_better_than_means():
     assert shrinkage > 0
     assert nf._rmse(Z, d.signal, missing) < 0.2 * base
     assert nf._rmse(nf.als_complete(d.data, 2), d.signal, missing) < 0.2 * base
-
-
-def test_holdout_keeps_a_value_in_every_row_and_column():
-    rng = np.random.RandomState(0)
-    mask = rng.uniform(size=(50, 40)) < 0.1
-    mask[0] = False
-    mask[0, 3] = True  # a row with one observed entry
-    hidden = nf._holdout(mask, 0.5, rng)
-    assert not (hidden & ~mask).any()
-    kept = mask & ~hidden
-    assert (kept.any(axis=1) == mask.any(axis=1)).all()
-    assert (kept.any(axis=0) == mask.any(axis=0)).all()
-    assert abs(hidden.sum() - 0.5 * mask.sum()) <= mask.shape[0] + mask.shape[1]
 
 
 # ------------------------------------------------------- the stand-in model
@@ -143,7 +131,7 @@ class StandIn(BaseEstimator):
 
     def score(self, X, y=None):
         X = np.asarray(X, dtype=float)
-        hidden = nf._holdout(~np.isnan(X), 0.2, np.random.RandomState(0))
+        hidden = hide_entries(~np.isnan(X), 0.2, np.random.RandomState(0))
         pred = self.inverse_transform(self.transform(np.where(hidden, np.nan, X)))
         return -float(np.mean((pred - X)[hidden] ** 2))
 
@@ -232,13 +220,13 @@ def test_other_parts_rows(small_rows):
     assert all(np.isfinite(r["rmse"]) for r in fertility)
     tables = [r for r in small_rows if r["part"] == "tables"]
     assert {r["method"] for r in tables} >= {
-        nf.OURS, nf.OURS_NO_FIT_PRIOR, nf.OURS_NO_PRIOR, nf.MEAN
+        nf.OURS, nf.OURS_NO_FIT_PRIOR, nf.OURS_NO_PRIOR, nf.OURS_AUTO, nf.MEAN
     }  # fmt: skip
     assert all(r["shape"] == "25 x 8" and np.isfinite(r["rmse"]) for r in tables)
     # standardised: the rank-2 peers beat the column means by far
     (row,) = nf.tables_table(small_rows)
     assert row["table"] == "toy" and row["soft"] < 0.5 * row["mean"]
-    assert np.isfinite(row["ours_no_fit_prior"])
+    assert np.isfinite(row["ours_no_fit_prior"]) and np.isfinite(row["ours_auto"])
     (scale,) = [r for r in small_rows if r["part"] == "scale"]
     assert scale["n"] == 50 and scale["n_iter"] == 1
 

@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV
+from sklearn.utils import check_random_state
 
 from skml.benchmarks.nonlinear_factor import als_complete
 from skml.datasets import make_nonlinear_factor_matrix
 from skml.datasets._factor import LINKS
 from skml.decomposition import KnownLink, MonotoneLink, NonlinearFactorModel
-from skml.utils import find_tensors
+from skml.utils import find_tensors, hide_entries
 
 
 def _data(link="tanh", n=120, p=80, missing=0.5, noise=0.1, seed=0):
@@ -250,6 +251,46 @@ def test_no_intercept_means_no_per_column_intercepts():
 
 
 # ------------------------------------------------------------- bad input
+
+
+def test_auto_link_keeps_the_learned_link_on_a_distorted_matrix():
+    data = _data("tanh")
+    auto = NonlinearFactorModel(n_components=2, link="auto", random_state=0)
+    auto.fit(data.data)
+    assert auto.selected_link_ == "rkhs_monotone"
+    scores = auto.link_scores_
+    assert scores["identity"] > 2 * scores["rkhs_monotone"]
+    # the final fit is the learned link's own fit on all entries
+    learned = NonlinearFactorModel(n_components=2, random_state=0).fit(data.data)
+    np.testing.assert_allclose(auto.embedding_, learned.embedding_)
+    assert isinstance(auto.link_, MonotoneLink)
+
+
+def test_auto_link_scores_are_the_held_out_errors():
+    X = _data("sigmoid", n=60, p=30).data
+    auto = NonlinearFactorModel(n_components=2, link="auto", random_state=3)
+    auto.fit(X)
+    hidden = hide_entries(~np.isnan(X), 0.1, check_random_state(3))
+    train = np.where(hidden, np.nan, X)
+    expected = {}
+    for link in ("rkhs_monotone", "identity"):
+        model = NonlinearFactorModel(n_components=2, link=link, random_state=3)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            fitted = model.fit(train).inverse_transform(model.embedding_)
+        expected[link] = np.mean((fitted[hidden] - X[hidden]) ** 2)
+    assert auto.link_scores_ == pytest.approx(expected, rel=1e-10)
+    assert auto.selected_link_ == min(expected, key=expected.get)
+
+
+def test_auto_link_on_too_few_entries_keeps_the_learned_link():
+    X = np.random.default_rng(0).normal(size=(8, 5))
+    model = NonlinearFactorModel(n_components=1, link="auto", random_state=0).fit(X)
+    assert model.selected_link_ == "rkhs_monotone"
+    assert model.link_scores_ is None
+    fixed = NonlinearFactorModel(n_components=1, link="identity").fit(X)
+    assert fixed.selected_link_ == "identity"
+    assert fixed.link_scores_ is None
 
 
 def test_fit_rejects_empty_rows_and_columns():
