@@ -669,9 +669,9 @@ class NonlinearFactorModel(ClassNamePrefixFeaturesOutMixin, _BaseNonlinearFactor
         construction); ``"identity"`` is the linear factor model (rank-r
         ALS with intercepts); ``"auto"`` fits both on 90% of the observed
         entries and keeps the one with the lower error on the other 10%
-        (``selected_link_``, ``link_scores_``; see Notes), for about three
-        times the fit time; a callable is a known, fixed link (a
-        vectorised, non-decreasing numpy function).
+        (``selected_link_``, ``link_scores_``; see Notes), for 1.5-3.5 times
+        the fit time on the user guide's tables; a callable is a known,
+        fixed link (a vectorised, non-decreasing numpy function).
     n_link_knots : int, default=20
         Number of knots ``M`` (each carries a step and two ramps); they sit
         at the quantiles of the current index.
