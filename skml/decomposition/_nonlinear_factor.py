@@ -728,8 +728,9 @@ class NonlinearFactorModel(ClassNamePrefixFeaturesOutMixin, _BaseNonlinearFactor
     tol : float, default=1e-5
         Stop when the objective changes by less than ``tol`` relatively.
     random_state : int, RandomState instance or None, default=None
-        Seeds the randomised SVD and ``init="random"``; ``score`` hides the
-        same entries for the same integer seed (0 when None).
+        Seeds the randomised SVD, ``init="random"`` and the entries that
+        ``link="auto"`` holds out; ``score`` hides the same entries for the
+        same integer seed (0 when None).
     device : str or torch.device, default="cpu"
         ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
 

@@ -56,8 +56,8 @@ class NonlinearFactorImputer(OneToOneFeatureMixin, _BaseNonlinearFactor):
     tol : float, default=1e-5
         Relative change of the objective at which to stop.
     random_state : int, RandomState instance or None, default=None
-        Seeds the randomised SVD, ``init="random"`` and ``score``'s hidden
-        entries.
+        Seeds the randomised SVD, ``init="random"``, the entries that
+        ``link="auto"`` holds out and ``score``'s hidden entries.
     device : str or torch.device, default="cpu"
         ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
 
