@@ -21,7 +21,7 @@ import warnings
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
-from ._sliced import _pair_costs
+from ._sliced import _pair_costs, rank_log_tilt
 
 # Absorb the scalings into the kernel once they leave [e^-LIMIT, e^LIMIT].
 _ABSORB_LIMIT = 30.0
@@ -81,6 +81,11 @@ class TransportKernel:
         (looked up in ``cost`` or computed from ``points`` otherwise).
     log_ref : torch.Tensor of shape (n, m), default=None
         A dense log reference instead of ``alpha`` and ``sparse``.
+    tilt : tuple (U, V, sharpness), default=None
+        The soft-rank reference ``a_i b_j exp(-sharpness mean_l (U_il -
+        V_jl)^2)`` (with ``alpha=1`` and no ``sparse``): the quantile
+        embeddings U (n, L) and V (m, L) of the points on the slices. Dense
+        mode stores its log; lazy mode computes it in blocks.
     memory : float, default=2**28
         Bytes for the temporaries of one lazy block; on the CPU a block is
         also kept to ``_CPU_BLOCK_BYTES`` (8 MB), which runs faster.
@@ -96,6 +101,7 @@ class TransportKernel:
         alpha=1.0,
         sparse=None,
         log_ref=None,
+        tilt=None,
         memory=2**28,
     ):
         self.a, self.b = a, b
@@ -103,6 +109,16 @@ class TransportKernel:
         self.cost = cost
         self.points = points
         self.lazy = cost is None
+        self.tilt = None
+        if tilt is not None and not self.lazy:
+            U, V, sharpness = tilt
+            log_ref = rank_log_tilt(U, V, sharpness)
+            log_ref += self.log_a[:, None]
+            log_ref += self.log_b[None, :]
+        elif tilt is not None:
+            # the mean over slices folds into the factor of the products
+            U, V, sharpness = tilt
+            self.tilt = (U, V, sharpness / U.shape[1])
         self.alpha = float(alpha)
         self.log_ref = log_ref
         self.n, self.m = a.shape[0], b.shape[0]
@@ -160,6 +176,11 @@ class TransportKernel:
         out = self._buffer[: r1 - r0]
         torch.addmm(self._col_term[None, :], Xb, Y.T, alpha=2.0 / self.eps, out=out)
         out += (self._row_term[r0:r1] - torch.sum(Xb * Xb, dim=1) / self.eps)[:, None]
+        if self.tilt is not None:
+            U, V, c = self.tilt
+            Ub = U[r0:r1]
+            out.addmm_(Ub, V.T, alpha=2.0 * c)
+            out -= (c * torch.sum(Ub * Ub, dim=1))[:, None]
         return out.exp_()
 
     def set_scale(self, eps, u0, v0):
@@ -170,6 +191,9 @@ class TransportKernel:
             Y = self.points[1]
             self._row_term = math.log(self.alpha) + self.log_a + u0
             self._col_term = self.log_b + v0 - torch.sum(Y * Y, dim=1) / self.eps
+            if self.tilt is not None:
+                V, c = self.tilt[1], self.tilt[2]
+                self._col_term = self._col_term - c * torch.sum(V * V, dim=1)
         if self.s_rows is not None:
             self.s_val = self.s_base * torch.exp(
                 u0[self.s_rows] + v0[self.s_cols] - self.s_cost / self.eps
@@ -270,6 +294,9 @@ class TransportKernel:
             out = C * (-1.0 / self.eps)
             out += (math.log(self.alpha) + self.log_a[r0:r1])[:, None]
             out += self.log_b[None, :]
+            if self.tilt is not None:
+                U, V, c = self.tilt
+                out += rank_log_tilt(U[r0:r1], V, c * U.shape[1])
         out += self.u0[r0:r1, None]
         out += self.v0[None, :]
         return out

@@ -204,6 +204,44 @@ def slice_plans(Xs, Xt, a, b, *, n_projections, random_state, directions=None):
     )
 
 
+def quantile_embedding(order, cdf, weights):
+    """Each point's quantile on every slice: the (n, L) midpoints of its cdf
+    interval, ``cdf_before + w / 2`` (``(rank + 1/2) / n`` for uniform
+    weights).
+
+    ``order`` and ``cdf`` are a slice table's sorting permutations and
+    cumulative weights in sorted order, (L, n) each; ``weights`` the (n,)
+    point weights.
+    """
+    mid = cdf - 0.5 * weights[order]
+    return torch.empty_like(mid).scatter_(1, order, mid).T.contiguous()
+
+
+def query_quantiles(proj, order, cdf, weights, t):
+    """Quantiles of new projections ``t`` (L, q) on fitted slices: the
+    midpoints of :func:`quantile_embedding` interpolated linearly between the
+    sorted fitted projections ``proj`` (L, n), constant past the ends, so
+    they are continuous in the point. Returns (q, L).
+    """
+    n = proj.shape[1]
+    mid = cdf - 0.5 * weights[order]
+    k = torch.searchsorted(proj.contiguous(), t.contiguous(), right=True) - 1
+    k = torch.clamp(k, 0, n - 1)
+    k1 = torch.clamp(k + 1, max=n - 1)
+    s0, s1 = torch.gather(proj, 1, k), torch.gather(proj, 1, k1)
+    gap = s1 - s0
+    lam = torch.where(gap > 0, (t - s0) / torch.where(gap > 0, gap, 1.0), 0.0)
+    lam = torch.clamp(lam, 0.0, 1.0)
+    out = (1 - lam) * torch.gather(mid, 1, k) + lam * torch.gather(mid, 1, k1)
+    return out.T.contiguous()
+
+
+def rank_log_tilt(U, V, sharpness):
+    """``-sharpness * mean_l (U_il - V_jl)^2``: the log tilt of the soft-rank
+    reference between quantile embeddings U (n, L) and V (m, L)."""
+    return pairwise_cost(U, V).mul_(-sharpness / U.shape[1])
+
+
 def slice_weights(slice_costs, beta):
     """``softmax(-beta cost_l / mean cost)`` over the slices.
 

@@ -27,13 +27,22 @@ from ._sinkhorn import (
     sinkhorn_log,
     solve,
 )
-from ._sliced import compute_sliced_plans, query_reference_log
+from ._sliced import (
+    compute_sliced_plans,
+    quantile_embedding,
+    query_quantiles,
+    query_reference_log,
+    rank_log_tilt,
+)
 from ._srot_fit import (
     AUTO_PAIRS,
+    AUTO_SHARPNESS,
     SELECT_POINTS,
     SlicedReference,
+    candidate_reference,
     cost_span,
     extend_potentials,
+    is_rank,
     median_cost,
     plan_summary,
     select_reference,
@@ -206,10 +215,10 @@ class SROTransport(
     """Sliced-regularized optimal transport between a source and a target cloud.
 
     Fits the optimal plan of ``min_P <C, P> + eps KL(P || R)`` where the
-    reference R is a smoothed expected sliced transport plan (Nguyen 2026):
-    entropic OT regularises toward the independent coupling and blurs the
-    plan; regularising toward the sliced plan keeps the plan closer to exact
-    OT at the same ``eps``. ``transform`` moves source points to the target
+    reference R is a smoothed sliced transport plan (Nguyen 2026): entropic
+    OT regularises toward the independent coupling and blurs the plan;
+    regularising toward a sliced plan keeps the plan closer to exact OT at
+    the same ``eps``. ``transform`` moves source points to the target
     (barycentric map, extended continuously to new points) and
     ``inverse_transform`` moves target points back.
 
@@ -220,8 +229,19 @@ class SROTransport(
     reg : float, default=0.05
         Regularisation ``eps`` relative to the median cost: ``eps_ = reg *
         median(C)``, so one value works across datasets.
-    reference : {"sliced", "independent"}, default="sliced"
-        The reference plan R; ``"independent"`` is entropic OT exactly.
+    reference : {"auto", "sliced", "rank", "independent"}, default="auto"
+        The reference plan R. ``"sliced"``: the expected sliced plan (each
+        slice's sorted 1-D matching, averaged with softmax weights, see
+        ``beta``) mixed with the product coupling. ``"rank"``: the soft-rank
+        plan ``R_ij = a_i b_j exp(-rank_sharpness * mean_l (u_l(x_i) -
+        v_l(y_j))^2)``, where ``u_l``, ``v_l`` are the quantiles (cdf
+        midpoints) of the points on slice l: a geometric mean of soft 1-D
+        matchings that favours pairs of equal rank on every slice.
+        ``"independent"`` is entropic OT exactly. ``"auto"`` compares the
+        candidates of both sliced references with entropic OT by transport
+        cost (see ``beta``); the soft-rank ones only up to 1.5e8 entries
+        ``n * m``, as a lazy kernel would pay an L-dimensional distance per
+        entry and iteration.
     n_projections : int, default=256
         Random directions of the sliced reference.
     directions : {"covariance", "uniform"}, default="covariance"
@@ -237,8 +257,10 @@ class SROTransport(
         references, (beta, smoothing) = (100, 0.001), (3, 0.001), (3, 0.5)
         and (3, 0.97), and keeps the plan of least transport cost ``<C, P>``:
         never above entropic OT's at the same ``eps``, which is the fallback.
-        This costs about five solves (the sliced ones warm-started from
-        entropic OT's potentials; the chosen one is kept, not solved again);
+        With ``reference="auto"`` the soft-rank references of
+        ``rank_sharpness`` join the comparison. This costs about seven
+        solves (the mixtures warm-started from entropic OT's potentials, the
+        soft-rank ones annealed; the chosen one is kept, not solved again);
         above 2,000 points a side the choice is made on a 2,000-point
         subsample and only the chosen reference is solved on all points,
         warm-started from the subsample's potentials.
@@ -247,6 +269,10 @@ class SROTransport(
         which gives the reference full support. ``"auto"``: chosen with
         ``beta`` (see there); with a number for the other one, the other
         one's candidate values are tried.
+    rank_sharpness : float or "auto", default="auto"
+        Sharpness of the soft-rank reference, in nats per unit of mean
+        squared quantile gap. ``"auto"``: 100 and 1000 are compared (100 wins
+        at the smallest ``reg``, 1000 from about ``reg=0.03`` up).
     metric : {"sqeuclidean", "euclidean"}, default="sqeuclidean"
         Ground cost.
     max_iter : int, default=2000
@@ -296,7 +322,8 @@ class SROTransport(
         The transport plan (sums to 1). Recomputed from the potentials on
         each access, not stored: the fitted model pickles in O((n + m) d).
     reference_plan_ : ndarray of shape (n_samples, n_target)
-        The sliced reference plan R of the first solve (recomputed).
+        The reference R of the first solve (recomputed); the soft-rank one is
+        scaled to total mass 1 (its scale does not change the plan).
     cost_ : ndarray of shape (n_samples, n_target)
         The ground cost, with the class penalty when labels are used
         (recomputed).
@@ -325,17 +352,20 @@ class SROTransport(
         Dual potentials ``(f, g)`` of the last solve, in cost units.
     n_iter_ : int
         Sinkhorn iterations of all solves together (candidates included).
-    reference_ : {"sliced", "independent"}
+    reference_ : {"sliced", "rank", "independent"}
         The reference of the returned plan (``"independent"`` when ``"auto"``
         fell back to entropic OT).
     beta_ : float or None
-        The slice temperature used (None for entropic OT).
-    reference_smoothing_ : float
-        The smoothing used (1.0 for entropic OT).
+        The slice temperature used (None unless ``reference_="sliced"``).
+    reference_smoothing_ : float or None
+        The smoothing used (1.0 for entropic OT, None for the soft-rank
+        reference).
+    rank_sharpness_ : float or None
+        The soft-rank sharpness used (None unless ``reference_="rank"``).
     selection_ : dict or None
         With ``"auto"``: the transport cost of each candidate, keyed by
-        ``(beta, smoothing)`` and ``"entropic"`` (on the subsample when the
-        choice was made on one).
+        ``(beta, smoothing)``, ``("rank", sharpness)`` and ``"entropic"`` (on
+        the subsample when the choice was made on one).
     lazy_ : bool
         Whether the kernel was computed in blocks.
     X_target_ : ndarray of shape (n_target, n_features)
@@ -360,8 +390,10 @@ class SROTransport(
     *[reconstructed]*): the "smoothened sliced plan" is the expected sliced
     plan with softmax slice weights, mixed with the product coupling; the
     solver is Sinkhorn on ``C - eps log R``; the divergence is debiased like
-    the Sinkhorn divergence; the out-of-sample map, the refinements and the
-    covariance-shaped slice directions are our own additions.
+    the Sinkhorn divergence; the out-of-sample map, the refinements, the
+    covariance-shaped slice directions and the soft-rank reference (a
+    geometric rather than arithmetic mean of softened 1-D plans) are our own
+    additions.
 
     Without ``X_target`` the target is a standard normal sample of X's shape,
     drawn from ``random_state``, so the transformer works on its own (it then
@@ -384,12 +416,16 @@ class SROTransport(
 
     _parameter_constraints: dict = {
         "reg": [Interval(Real, 0, None, closed="neither")],
-        "reference": [StrOptions({"sliced", "independent"})],
+        "reference": [StrOptions({"auto", "sliced", "rank", "independent"})],
         "n_projections": [Interval(Integral, 1, None, closed="left")],
         "directions": [StrOptions({"covariance", "uniform"})],
         "beta": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
         "reference_smoothing": [
             Interval(Real, 0, 1, closed="both"),
+            StrOptions({"auto"}),
+        ],
+        "rank_sharpness": [
+            Interval(Real, 0, None, closed="neither"),
             StrOptions({"auto"}),
         ],
         "metric": [StrOptions(set(METRICS))],
@@ -407,11 +443,12 @@ class SROTransport(
         self,
         reg=0.05,
         *,
-        reference="sliced",
+        reference="auto",
         n_projections=256,
         directions="covariance",
         beta="auto",
         reference_smoothing="auto",
+        rank_sharpness="auto",
         metric="sqeuclidean",
         max_iter=2000,
         tol=1e-5,
@@ -428,6 +465,7 @@ class SROTransport(
         self.directions = directions
         self.beta = beta
         self.reference_smoothing = reference_smoothing
+        self.rank_sharpness = rank_sharpness
         self.metric = metric
         self.max_iter = max_iter
         self.tol = tol
@@ -505,8 +543,34 @@ class SROTransport(
             self.a_, self.b_ = to_numpy(a), to_numpy(b)
         return self
 
-    def _candidates(self):
-        """The (beta, smoothing) references that "auto" compares."""
+    def _candidates(self, n, m):
+        """The candidate references and whether fit compares them (by
+        transport cost, with entropic OT): mixtures ``(beta, smoothing)``
+        and soft-rank ``("rank", sharpness)`` keys."""
+        keys = []
+        if self.reference in ("auto", "sliced"):
+            keys += self._mixtures()
+        if self.reference == "rank" or (
+            self.reference == "auto" and n * m <= _DENSE_ENTRIES
+        ):
+            sharpness = (
+                AUTO_SHARPNESS
+                if self.rank_sharpness == "auto"
+                else (float(self.rank_sharpness),)
+            )
+            keys += [("rank", value) for value in sharpness]
+        compare = (
+            self.reference == "auto"
+            or (
+                self.reference == "sliced"
+                and "auto" in (self.beta, self.reference_smoothing)
+            )
+            or (self.reference == "rank" and self.rank_sharpness == "auto")
+        )
+        return keys, compare
+
+    def _mixtures(self):
+        """The (beta, smoothing) mixtures of the expected sliced plan."""
         if self.beta != "auto" and self.reference_smoothing != "auto":
             return [(float(self.beta), float(self.reference_smoothing))]
         if self.beta == "auto" and self.reference_smoothing == "auto":
@@ -531,8 +595,10 @@ class SROTransport(
             span = float(C.max() - C.min())
         options = {"max_iter": self.max_iter, "tol": self.tol, "solver": self.solver}
         points = (Xs, Xt, self.metric)
+        candidates, auto = self._candidates(n, m)
+        quantiles = any(is_rank(key) for key in candidates)
         sliced = None
-        if self.reference == "sliced":
+        if candidates:
             sliced = SlicedReference(
                 Xs,
                 Xt,
@@ -543,13 +609,12 @@ class SROTransport(
                 seed=seed,
                 cost=plain,
                 law=self.directions,
+                quantiles=quantiles,
             )
-        candidates = self._candidates() if sliced is not None else []
-        auto = self.beta == "auto" or self.reference_smoothing == "auto"
         n_iter = 0
         self.selection_ = None
         init = None
-        if sliced is not None and auto:
+        if auto:
             if max(n, m) > SELECT_POINTS:
                 # choose on a subsample, then solve the choice on all points
                 i = _subsample(rng, n, Xs.device)
@@ -566,6 +631,7 @@ class SROTransport(
                     seed=None,
                     directions=sliced.directions,
                     cost=None if plain is None else plain[i][:, j],
+                    quantiles=quantiles,
                 )
                 choice, costs, it, (f_sub, _) = select_reference(
                     sub_a,
@@ -578,6 +644,7 @@ class SROTransport(
                     candidates=candidates,
                     solver_options=options,
                 )
+                del sub_sliced
             else:
                 # the chosen reference was solved to convergence during the
                 # choice: its potentials start the final solve, which then
@@ -599,6 +666,7 @@ class SROTransport(
                 for key, cost in costs.items()
             }
             if max(n, m) > SELECT_POINTS:
+                rank = is_rank(choice)
                 init = extend_potentials(
                     f_sub,
                     i,
@@ -608,18 +676,25 @@ class SROTransport(
                     b,
                     self.eps_,
                     metric=self.metric,
-                    smoothing=1.0 if choice is None else choice[1],
+                    smoothing=1.0 if choice is None or rank else choice[1],
+                    tilt=(*sliced.quantiles, choice[1]) if rank else None,
                 )
         else:
             choice = candidates[0] if candidates else None
+        self.beta_, self.rank_sharpness_ = None, None
         if choice is None:
             self.reference_ = "independent"
-            self.beta_, self.reference_smoothing_ = None, 1.0
-            smoothing, sparse = 1.0, None
+            self.reference_smoothing_ = 1.0
+            reference = {"smoothing": 1.0, "sparse": None, "tilt": None}
+        elif is_rank(choice):
+            self.reference_ = "rank"
+            self.reference_smoothing_ = None
+            self.rank_sharpness_ = choice[1]
+            reference = candidate_reference(choice, sliced)
         else:
             self.reference_ = "sliced"
             self.beta_, self.reference_smoothing_ = choice
-            smoothing, sparse = self.reference_smoothing_, sliced.sparse(self.beta_)
+            reference = candidate_reference(choice, sliced)
         directions = None if sliced is None else sliced.directions
         sliced = None  # the slice tables are O(L (n + m)): free them first
         kernel, out = solve_reference(
@@ -629,10 +704,9 @@ class SROTransport(
             C=C,
             points=points,
             span=span,
-            smoothing=smoothing,
-            sparse=sparse,
             init=init,
             solver_options=options,
+            **reference,
         )
         n_iter += out["n_iter"]
         stages = [(out["f"], out["g"])]
@@ -712,15 +786,25 @@ class SROTransport(
                 C = _label_penalty(C, *self.labels_)
             plans = self._slices(Xs, Xt, a, b)
             if plans is None:
-                R = a[:, None] * b[None, :]
+                log_R = torch.log(a[:, None] * b[None, :])
+            elif self.reference_ == "rank":
+                # kept in logs: the tilt underflows exp far from the ranks
+                log_R = rank_log_tilt(
+                    quantile_embedding(plans.order_s, plans.cdf_s, a),
+                    quantile_embedding(plans.order_t, plans.cdf_t, b),
+                    self.rank_sharpness_,
+                )
+                log_R += torch.log(a)[:, None]
+                log_R += torch.log(b)[None, :]
             else:
-                R = plans.dense(n, m, self.reference_smoothing_, a, b)
-            reference = R
+                log_R = torch.log(plans.dense(n, m, self.reference_smoothing_, a, b))
+            R = torch.exp(log_R)
+            if self.reference_ == "rank":
+                R /= R.sum()
             for f, g in self.stage_potentials_:
                 f, g = to_tensor(f, dev), to_tensor(g, dev)
-                log_R = torch.log(reference)
                 P = plan_from_potentials(a, b, C, log_R, f, g, self.eps_)
-                reference = next_reference(P, a, b, self._refine_smoothing())
+                log_R = torch.log(next_reference(P, a, b, self._refine_smoothing()))
             return to_numpy(P), to_numpy(R), to_numpy(C)
 
     def _refine_smoothing(self):
@@ -741,7 +825,7 @@ class SROTransport(
             a,
             b,
             n_projections=self.slice_directions_.shape[1],
-            beta=self.beta_,
+            beta=0.0 if self.beta_ is None else self.beta_,
             metric=self.metric,
             random_state=None,
             directions=to_tensor(self.slice_directions_, Xs.device),
@@ -862,7 +946,7 @@ class SROTransport(
         for start in range(0, Q.shape[0], _CHUNK):
             q = to_tensor(Q[start : start + _CHUNK], dev)
             cost = pairwise_cost(q, dest, self.metric)
-            log_ref = self._query_reference(q, forward, plans, weights)
+            log_ref = self._query_reference(q, forward, plans, weights, dev)
             for k, pot in enumerate(potentials):
                 log_w = log_ref + (pot[None, :] - cost) / self.eps_
                 log_w = log_w - torch.logsumexp(log_w, dim=1, keepdim=True)
@@ -874,11 +958,25 @@ class SROTransport(
             out.append(to_numpy(torch.exp(log_w) @ dest))
         return np.vstack(out)
 
-    def _query_reference(self, q, forward, plans, weights):
-        """log R(x, .) / a(x) of new points (see :func:`query_reference_log`)."""
+    def _query_reference(self, q, forward, plans, weights, dev):
+        """log R(x, .) / a(x) of new points (see :func:`query_reference_log`),
+        up to a constant per point."""
         if plans is None:
             # the independent reference: R(x, .) / a(x) = b
             return torch.log(weights)[None, :].expand(q.shape[0], -1).clone()
+        if self.reference_ == "rank":
+            # the new point's quantiles, interpolated on the fitted slices
+            own = to_tensor(self.a_ if forward else self.b_, dev)
+            if forward:
+                tables = (plans.proj_s, plans.order_s, plans.cdf_s)
+                dest = (plans.order_t, plans.cdf_t)
+            else:
+                tables = (plans.proj_t, plans.order_t, plans.cdf_t)
+                dest = (plans.order_s, plans.cdf_s)
+            u = query_quantiles(*tables, own, (q @ plans.directions).T)
+            v = quantile_embedding(*dest, weights)
+            log_ref = rank_log_tilt(u, v, self.rank_sharpness_)
+            return log_ref + torch.log(weights)[None, :]
         return query_reference_log(
             plans, q, weights, self.reference_smoothing_, forward
         )

@@ -12,6 +12,7 @@ from ._sliced import (
     _directions,
     _pair_costs,
     covariance_directions,
+    quantile_embedding,
     slice_plans,
     slice_weights,
 )
@@ -23,6 +24,10 @@ from ._sliced import (
 # the way there at the smallest, where only a slight tilt of entropic OT
 # still lowers the cost (options study and grid of the SROT benchmark).
 AUTO_PAIRS = ((100.0, 0.001), (3.0, 0.001), (3.0, 0.5), (3.0, 0.97))
+# Sharpness of the soft-rank candidates of "auto" (nats per unit of mean
+# squared quantile gap): the milder one wins at the smallest reg, the sharper
+# one from reg 0.03 up (grid of the SROT benchmark, d = 2, 10 and 50).
+AUTO_SHARPNESS = (100.0, 1000.0)
 # Above this many points a side, "auto" chooses on a subsample of this size
 # and solves the chosen reference once on all points.
 SELECT_POINTS = 2000
@@ -99,6 +104,7 @@ class SlicedReference:
         directions=None,
         cost=None,
         law="uniform",
+        quantiles=False,
     ):
         if directions is None and law == "covariance":
             directions = covariance_directions(Xs, Xt, a, b, n_projections, seed)
@@ -109,6 +115,7 @@ class SlicedReference:
         self.directions = directions
         n_slices, m = directions.shape[1], Xt.shape[0]
         flat, mass, slices = [], [], []
+        quant_s, quant_t = [], []
         chunk = max(16, _SLICE_ELEMENTS // (Xs.shape[0] + m))
         for start in range(0, n_slices, chunk):
             plans = slice_plans(
@@ -120,6 +127,9 @@ class SlicedReference:
                 random_state=None,
                 directions=directions[:, start : start + chunk],
             )
+            if quantiles:
+                quant_s.append(quantile_embedding(plans.order_s, plans.cdf_s, a))
+                quant_t.append(quantile_embedding(plans.order_t, plans.cdf_t, b))
             index = plans.src * m + plans.tgt
             keep = plans.mass > 0
             if bool(keep.all()):
@@ -133,6 +143,13 @@ class SlicedReference:
                 mass.append(plans.mass[keep])
                 slices.append(torch.nonzero(keep)[:, 0] + start)
             del plans, keep, index
+        # (n, L) and (m, L) quantiles of the points on the slices (the soft-rank
+        # reference), or None
+        self.quantiles = (
+            (torch.cat(quant_s, dim=1), torch.cat(quant_t, dim=1))
+            if quantiles
+            else None
+        )
         flat, order = torch.sort(torch.cat(flat))
         self.rows = torch.div(flat, m, rounding_mode="floor")
         self.cols = flat - self.rows * m
@@ -161,20 +178,28 @@ class SlicedReference:
         return self.rows, self.cols, values
 
 
-def make_kernel(a, b, *, C, points, smoothing, sparse):
+def make_kernel(a, b, *, C, points, smoothing, sparse, tilt=None):
     """A dense (``C`` given) or lazy (``points``) kernel of one reference."""
     if C is not None:
-        return TransportKernel(a, b, cost=C, alpha=smoothing, sparse=sparse)
+        return TransportKernel(a, b, cost=C, alpha=smoothing, sparse=sparse, tilt=tilt)
     return TransportKernel(
-        a, b, points=points, alpha=smoothing, sparse=sparse, memory=BLOCK_MEMORY
+        a,
+        b,
+        points=points,
+        alpha=smoothing,
+        sparse=sparse,
+        tilt=tilt,
+        memory=BLOCK_MEMORY,
     )
 
 
 def solve_reference(
-    a, b, eps, *, C, points, span, smoothing, sparse, init, solver_options
+    a, b, eps, *, C, points, span, smoothing, sparse, init, solver_options, tilt=None
 ):
     """Solve one reference; warm starts skip the epsilon scaling."""
-    kernel = make_kernel(a, b, C=C, points=points, smoothing=smoothing, sparse=sparse)
+    kernel = make_kernel(
+        a, b, C=C, points=points, smoothing=smoothing, sparse=sparse, tilt=tilt
+    )
     out = solve(
         kernel,
         eps,
@@ -225,13 +250,30 @@ def _normalise(images, mass):
     )
 
 
-def select_reference(a, b, eps, *, C, points, span, sliced, candidates, solver_options):
-    """Solve entropic OT and each (beta, smoothing) candidate; keep the one
-    of least transport cost (entropic OT on ties: it is the fallback).
+def is_rank(key):
+    """Whether a candidate key is a soft-rank reference ``("rank", sharpness)``
+    rather than a mixture ``(beta, smoothing)``."""
+    return key is not None and key[0] == "rank"
 
-    Returns the chosen ``(beta, smoothing)`` (``None`` for entropic OT), the
-    transport cost of every candidate, the total iterations and the chosen
-    solve's potentials ``(f, g)`` (a warm start for the final solve).
+
+def candidate_reference(key, sliced):
+    """``solve_reference``'s keywords for a candidate key."""
+    if is_rank(key):
+        U, V = sliced.quantiles
+        return {"smoothing": 1.0, "sparse": None, "tilt": (U, V, key[1])}
+    beta, smoothing = key
+    return {"smoothing": smoothing, "sparse": sliced.sparse(beta), "tilt": None}
+
+
+def select_reference(a, b, eps, *, C, points, span, sliced, candidates, solver_options):
+    """Solve entropic OT and each candidate; keep the one of least transport
+    cost (entropic OT on ties: it is the fallback).
+
+    A candidate is a mixture ``(beta, smoothing)`` or a soft-rank reference
+    ``("rank", sharpness)`` (``sliced`` then holds the quantile embeddings).
+    Returns the chosen key (``None`` for entropic OT), the transport cost of
+    every candidate, the total iterations and the chosen solve's potentials
+    ``(f, g)`` (a warm start for the final solve).
     """
     kernel, eot = solve_reference(
         a,
@@ -249,10 +291,16 @@ def select_reference(a, b, eps, *, C, points, span, sliced, candidates, solver_o
     potentials = {None: (eot["f"], eot["g"])}
     n_iter = eot["n_iter"]
     del kernel
-    for beta, smoothing in candidates:
-        # Off the slices the reference is `smoothing` times entropic OT's, so
-        # its potentials start from entropic OT's shifted by -eps log(s) / 2.
-        shift = -0.5 * eps * math.log(smoothing)
+    for key in candidates:
+        if is_rank(key):
+            # the tilt moves the potentials far from entropic OT's: anneal
+            init = None
+        else:
+            # Off the slices the reference is `smoothing` times entropic
+            # OT's, so its potentials start from entropic OT's shifted by
+            # -eps log(s) / 2.
+            shift = -0.5 * eps * math.log(key[1])
+            init = (eot["f"] + shift, eot["g"] + shift)
         kernel, out = solve_reference(
             a,
             b,
@@ -260,36 +308,50 @@ def select_reference(a, b, eps, *, C, points, span, sliced, candidates, solver_o
             C=C,
             points=points,
             span=span,
-            smoothing=smoothing,
-            sparse=sliced.sparse(beta),
-            init=(eot["f"] + shift, eot["g"] + shift),
+            init=init,
             solver_options=solver_options,
+            **candidate_reference(key, sliced),
         )
         n_iter += out["n_iter"]
         if out["converged"]:
-            costs[(beta, smoothing)] = transport_cost(kernel, out)
-            potentials[(beta, smoothing)] = (out["f"], out["g"])
+            costs[key] = transport_cost(kernel, out)
+            potentials[key] = (out["f"], out["g"])
         del kernel
     best = min(costs, key=lambda key: (costs[key], key is not None))
     return best, costs, n_iter, potentials[best]
 
 
-def extend_potentials(f_sub, rows, Xs, Xt, a, b, eps, *, metric, smoothing):
+def extend_potentials(f_sub, rows, Xs, Xt, a, b, eps, *, metric, smoothing, tilt=None):
     """Potentials on all points from those of a subsample's solve.
 
     ``g`` on every target point is the c-transform of the subsample's
-    ``f`` (through the product part of the reference), then ``f`` on every
-    source point the c-transform of that ``g``: a warm start that skips
-    the epsilon scaling on the full problem (multiscale Sinkhorn).
+    ``f`` (through the product part of the reference, with the soft-rank
+    ``tilt`` (U, V, sharpness) of all points when given), then ``f`` on
+    every source point the c-transform of that ``g``: a warm start that
+    skips the epsilon scaling on the full problem (multiscale Sinkhorn).
     """
     a_sub = a[rows] / a[rows].sum()
+    part_tilt = whole_tilt = None
+    if tilt is not None:
+        U, V, sharpness = tilt
+        part_tilt, whole_tilt = (U[rows], V, sharpness), tilt
     part = TransportKernel(
-        a_sub, b, points=(Xs[rows], Xt, metric), alpha=1.0, memory=BLOCK_MEMORY
+        a_sub,
+        b,
+        points=(Xs[rows], Xt, metric),
+        alpha=1.0,
+        tilt=part_tilt,
+        memory=BLOCK_MEMORY,
     )
     part.set_scale(eps, f_sub / eps, torch.zeros_like(b))
     g = eps * (part.log_b - part.log_rmv(torch.zeros_like(a_sub)))
     whole = TransportKernel(
-        a, b, points=(Xs, Xt, metric), alpha=1.0, memory=BLOCK_MEMORY
+        a,
+        b,
+        points=(Xs, Xt, metric),
+        alpha=1.0,
+        tilt=whole_tilt,
+        memory=BLOCK_MEMORY,
     )
     whole.set_scale(eps, torch.zeros_like(a), g / eps)
     f = eps * (whole.log_a - whole.log_mv(torch.zeros_like(b)))

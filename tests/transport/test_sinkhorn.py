@@ -249,3 +249,38 @@ def test_max_iter_warning_says_how_far_it_got():
     a_t = torch.as_tensor(a)
     with pytest.warns(ConvergenceWarning, match=r"in 7 iterations \(marginal error"):
         sinkhorn_log(a_t, a_t, torch.as_tensor(C), eps, max_iter=7)
+
+
+@pytest.mark.parametrize("metric", ["sqeuclidean", "euclidean"])
+def test_soft_rank_tilt_is_the_same_kernel_dense_and_lazy(metric):
+    from skml.transport._sinkhorn import TransportKernel
+    from skml.transport._validation import pairwise_cost
+
+    rng = np.random.default_rng(2)
+    X, Y = (
+        torch.as_tensor(rng.normal(size=(60, 3))),
+        torch.as_tensor(rng.normal(size=(45, 3))),
+    )
+    U, V = torch.as_tensor(rng.random((60, 8))), torch.as_tensor(rng.random((45, 8)))
+    a, b = (
+        torch.full((60,), 1 / 60, dtype=torch.float64),
+        torch.full((45,), 1 / 45, dtype=torch.float64),
+    )
+    C = pairwise_cost(X, Y, metric)
+    dense = TransportKernel(a, b, cost=C, tilt=(U, V, 40.0))
+    lazy = TransportKernel(a, b, points=(X, Y, metric), tilt=(U, V, 40.0), memory=2**12)
+    assert lazy.block < 60
+    u, v = torch.as_tensor(rng.normal(size=60)), torch.as_tensor(rng.normal(size=45))
+    for kernel in (dense, lazy):
+        kernel.set_scale(0.7, u, v)
+    # K = a b' exp(-40 mean_l (U_il - V_jl)^2) exp(-C / eps + u + v), by hand
+    gap = ((U.numpy()[:, None, :] - V.numpy()[None, :, :]) ** 2).mean(axis=2)
+    R = np.outer(a, b) * np.exp(-40.0 * gap)
+    K = R * np.exp(-C.numpy() / 0.7 + u.numpy()[:, None] + v.numpy()[None, :])
+    x, y = torch.rand(60, dtype=torch.float64), torch.rand(45, dtype=torch.float64)
+    for kernel in (dense, lazy):
+        np.testing.assert_allclose(kernel.mv(y).numpy(), K @ y.numpy(), rtol=1e-11)
+        np.testing.assert_allclose(kernel.rmv(x).numpy(), x.numpy() @ K, rtol=1e-11)
+        np.testing.assert_allclose(
+            kernel.log_mv(torch.log(y)).numpy(), np.log(K @ y.numpy()), rtol=1e-11
+        )

@@ -316,3 +316,54 @@ def test_covariance_directions_of_constant_clouds_are_uniform():
     w = torch.full((5,), 0.2, dtype=torch.float64)
     theta = covariance_directions(X, X, w, w, 8, 1)
     np.testing.assert_allclose(theta, _directions(3, 8, 1, X.device, X.dtype))
+
+
+def test_quantile_embedding_is_the_rank_midpoint():
+    from skml.transport._sliced import quantile_embedding, slice_plans
+
+    rng = np.random.default_rng(3)
+    Xs, Xt = rng.normal(size=(30, 2)), rng.normal(size=(20, 2))
+    w = rng.random(30) + 0.1
+    w /= w.sum()
+    a = torch.as_tensor(w)
+    b = torch.full((20,), 1 / 20, dtype=torch.float64)
+    plans = slice_plans(
+        torch.as_tensor(Xs), torch.as_tensor(Xt), a, b, n_projections=5, random_state=0
+    )
+    U = quantile_embedding(plans.order_s, plans.cdf_s, a).numpy()
+    V = quantile_embedding(plans.order_t, plans.cdf_t, b).numpy()
+    theta = plans.directions.numpy()
+    for k in range(5):
+        pt = Xt @ theta[:, k]
+        # uniform weights: (rank + 1/2) / m
+        ranks = np.argsort(np.argsort(pt))
+        np.testing.assert_allclose(V[:, k], (ranks + 0.5) / 20, rtol=1e-12)
+        # weights: the mass below the point plus half its own
+        ps = Xs @ theta[:, k]
+        below = np.array([w[ps < p].sum() for p in ps])
+        np.testing.assert_allclose(U[:, k], below + w / 2, rtol=1e-12)
+
+
+def test_query_quantiles_are_continuous_and_exact_on_fitted_points():
+    from skml.transport._sliced import (
+        quantile_embedding,
+        query_quantiles,
+        slice_plans,
+    )
+
+    rng = np.random.default_rng(4)
+    Xs = torch.as_tensor(rng.normal(size=(25, 3)))
+    a = torch.full((25,), 1 / 25, dtype=torch.float64)
+    plans = slice_plans(Xs, Xs, a, a, n_projections=7, random_state=1)
+    U = quantile_embedding(plans.order_s, plans.cdf_s, a)
+    tables = (plans.proj_s, plans.order_s, plans.cdf_s, a)
+    got = query_quantiles(*tables, (Xs @ plans.directions).T)
+    np.testing.assert_allclose(got.numpy(), U.numpy(), rtol=1e-12)
+    # a small move moves the quantiles a little; far points take the ends
+    q = Xs + 1e-7
+    near = query_quantiles(*tables, (q @ plans.directions).T)
+    assert np.abs(near.numpy() - U.numpy()).max() < 1e-4
+    for sign in (1.0, -1.0):
+        far = torch.full((1, 3), sign * 1e6, dtype=torch.float64)
+        ends = query_quantiles(*tables, (far @ plans.directions).T).numpy()
+        assert np.all(np.isclose(ends, 0.5 / 25) | np.isclose(ends, 1 - 0.5 / 25))

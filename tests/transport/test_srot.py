@@ -113,11 +113,17 @@ def test_transform_of_fitted_points_is_barycentric(gaussians):
     Xs, Xt, _, _, _ = gaussians
     model = SROTransport(random_state=0).fit(Xs, X_target=Xt)
     P = model.coupling_
+    # atol: the soft-rank reference's log reaches -1000, so the kernel and
+    # the recomputed plan round their exponents apart by about 1e-13; a
+    # coordinate near 0 (a mean of O(1) values) then differs at 1e-14
     np.testing.assert_allclose(
-        model.transform(Xs), (P / P.sum(1, keepdims=True)) @ Xt, rtol=1e-10
+        model.transform(Xs), (P / P.sum(1, keepdims=True)) @ Xt, rtol=1e-10, atol=1e-12
     )
     np.testing.assert_allclose(
-        model.inverse_transform(Xt), (P.T / P.sum(0)[:, None]) @ Xs, rtol=1e-10
+        model.inverse_transform(Xt),
+        (P.T / P.sum(0)[:, None]) @ Xs,
+        rtol=1e-10,
+        atol=1e-12,
     )
 
 
@@ -320,7 +326,9 @@ def test_fitted_state_is_small_and_the_plan_is_recomputed_on_access():
     from skml.datasets import make_gaussian_mixtures
 
     Xs, Xt = make_gaussian_mixtures(1000, 2, random_state=0)
-    model = SROTransport(beta=30.0, reference_smoothing=0.01, random_state=0)
+    model = SROTransport(
+        reference="sliced", beta=30.0, reference_smoothing=0.01, random_state=0
+    )
     model.fit(Xs, X_target=Xt)
     # 48.7 MB before the plan, reference, cost and slice tables were dropped
     assert len(pickle.dumps(model)) < 4.87e6
@@ -392,12 +400,15 @@ def test_auto_chooses_on_a_subsample_above_the_limit(monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
         model = SROTransport(random_state=0, tol=1e-9).fit(Xs, X_target=Xt)
+    if model.reference_ == "rank":
+        chosen = {"rank_sharpness": model.rank_sharpness_}
+    else:
+        chosen = {
+            "beta": model.beta_ if model.beta_ is not None else 0.0,
+            "reference_smoothing": model.reference_smoothing_,
+        }
     fixed = SROTransport(
-        beta=model.beta_ if model.beta_ is not None else 0.0,
-        reference_smoothing=model.reference_smoothing_,
-        reference=model.reference_,
-        random_state=0,
-        tol=1e-9,
+        reference=model.reference_, random_state=0, tol=1e-9, **chosen
     ).fit(Xs, X_target=Xt)
     # the subsample's warm start leads to the same plan as a cold solve
     np.testing.assert_allclose(model.transform(Xs), fixed.transform(Xs), atol=1e-6)
@@ -417,3 +428,84 @@ def test_slice_directions_follow_the_directions_parameter():
     np.testing.assert_allclose(np.linalg.norm(shaped, axis=0), 1.0, rtol=1e-12)
     assert np.abs(shaped[2]).max() < 1e-8
     assert np.abs(uniform[2]).max() > 0.5
+
+
+def test_rank_reference_is_entropic_ot_on_the_tilted_cost(gaussians):
+    # KL(P || a b' exp(-s gap)) = KL(P || a b') + s <gap, P>: the soft-rank
+    # plan is entropic OT on the cost C + eps s gap (POT as the reference)
+    from skml.transport._sliced import quantile_embedding, slice_plans
+
+    Xs, Xt, a, C, _ = gaussians
+    model = SROTransport(
+        reference="rank", rank_sharpness=300.0, reg=0.1, tol=1e-10, random_state=0
+    ).fit(Xs, X_target=Xt)
+    assert model.reference_ == "rank" and model.selection_ is None
+    theta = torch.as_tensor(model.slice_directions_)
+    w = torch.as_tensor(a)
+    plans = slice_plans(
+        torch.as_tensor(Xs),
+        torch.as_tensor(Xt),
+        w,
+        w,
+        n_projections=None,
+        random_state=None,
+        directions=theta,
+    )
+    U = quantile_embedding(plans.order_s, plans.cdf_s, w).numpy()
+    V = quantile_embedding(plans.order_t, plans.cdf_t, w).numpy()
+    gap = ((U[:, None, :] - V[None, :, :]) ** 2).mean(axis=2)
+    expected = ot.sinkhorn(
+        a,
+        a,
+        C + model.eps_ * 300.0 * gap,
+        model.eps_,
+        method="sinkhorn_log",
+        stopThr=1e-13,
+        numItermax=10**5,
+    )
+    np.testing.assert_allclose(model.coupling_, expected, atol=1e-9)
+    R = model.reference_plan_
+    np.testing.assert_allclose(
+        R / R.sum(), (np.exp(-300.0 * gap) / np.exp(-300.0 * gap).sum()), rtol=1e-9
+    )
+
+
+def test_rank_reference_lazy_equals_dense_and_maps_new_points_continuously():
+    from skml.datasets import make_gaussian_mixtures
+
+    Xs, Xt = make_gaussian_mixtures(300, 4, random_state=3)
+    fits = {
+        mode: SROTransport(
+            reference="rank", coupling=mode, tol=1e-10, random_state=0
+        ).fit(Xs, X_target=Xt)
+        for mode in ("dense", "lazy")
+    }
+    assert fits["dense"].rank_sharpness_ == fits["lazy"].rank_sharpness_
+    new = np.random.default_rng(0).normal(size=(40, 4))
+    for name in ("transform", "inverse_transform"):
+        points = Xs if name == "transform" else Xt
+        dense, lazy = getattr(fits["dense"], name), getattr(fits["lazy"], name)
+        np.testing.assert_allclose(lazy(points), dense(points), atol=1e-7)
+        np.testing.assert_allclose(lazy(new), dense(new), atol=1e-7)
+        # a fitted point moved by 1e-9 leaves the barycentric map by little
+        np.testing.assert_allclose(
+            dense(points[:20] + 1e-9), dense(points[:20]), atol=1e-5
+        )
+
+
+def test_auto_compares_rank_references_only_below_the_dense_limit(monkeypatch):
+    import skml.transport._srot as srot
+    from skml.datasets import make_gaussian_mixtures
+
+    Xs, Xt = make_gaussian_mixtures(200, 3, random_state=1)
+    model = SROTransport(random_state=0).fit(Xs, X_target=Xt)
+    keys = set(model.selection_)
+    assert {("rank", 100.0), ("rank", 1000.0), "entropic"} <= keys
+    assert min(model.selection_.values()) == pytest.approx(
+        model.transport_cost_, rel=1e-4
+    )
+    # a size above the limit: the mixtures and entropic OT only
+    monkeypatch.setattr(srot, "_DENSE_ENTRIES", 200 * 200 - 1)
+    model = SROTransport(random_state=0, coupling="dense").fit(Xs, X_target=Xt)
+    assert not any(isinstance(k, tuple) and k[0] == "rank" for k in model.selection_)
+    assert model.reference_ != "rank"
