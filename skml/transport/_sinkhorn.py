@@ -21,7 +21,8 @@ import warnings
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
-from ._sliced import _pair_costs, rank_log_tilt
+from ._sliced import _pair_costs
+from ._validation import pairwise_cost
 
 # Absorb the scalings into the kernel once they leave [e^-LIMIT, e^LIMIT].
 _ABSORB_LIMIT = 30.0
@@ -81,11 +82,17 @@ class TransportKernel:
         (looked up in ``cost`` or computed from ``points`` otherwise).
     log_ref : torch.Tensor of shape (n, m), default=None
         A dense log reference instead of ``alpha`` and ``sparse``.
-    tilt : tuple (U, V, sharpness), default=None
-        The soft-rank reference ``a_i b_j exp(-sharpness mean_l (U_il -
-        V_jl)^2)`` (with ``alpha=1`` and no ``sparse``): the quantile
-        embeddings U (n, L) and V (m, L) of the points on the slices. Dense
-        mode stores its log; lazy mode computes it in blocks.
+    tilt : tuple (U, V, weight), default=None
+        The soft-rank reference (with ``alpha=1`` and no ``sparse``): the
+        quantile embeddings U (n, L) and V (m, L) of the points on the
+        slices, and ``weight = eps * sharpness`` in cost units. The kernel's
+        cost becomes ``C + weight * mean_l (U_il - V_jl)^2``, so at the
+        target eps the reference is ``a_i b_j exp(-sharpness mean_l (U_il -
+        V_jl)^2)``; the epsilon-scaling stages anneal the tilt with the cost
+        (as entropic OT on the tilted cost), which carries the potentials
+        across stages without rescaling them. The transport cost
+        (``plan_cost``, ``plan_blocks``) stays ``C``. Dense mode stores the
+        tilted cost; lazy mode adds the tilt block by block.
     memory : float, default=2**28
         Bytes for the temporaries of one lazy block; on the CPU a block is
         also kept to ``_CPU_BLOCK_BYTES`` (8 MB), which runs faster.
@@ -109,16 +116,15 @@ class TransportKernel:
         self.cost = cost
         self.points = points
         self.lazy = cost is None
+        # the kernel's cost: C, or C plus the soft-rank tilt
+        self.kcost = cost
         self.tilt = None
-        if tilt is not None and not self.lazy:
-            U, V, sharpness = tilt
-            log_ref = rank_log_tilt(U, V, sharpness)
-            log_ref += self.log_a[:, None]
-            log_ref += self.log_b[None, :]
-        elif tilt is not None:
+        if tilt is not None:
             # the mean over slices folds into the factor of the products
-            U, V, sharpness = tilt
-            self.tilt = (U, V, sharpness / U.shape[1])
+            U, V, weight = tilt
+            self.tilt = (U, V, weight / U.shape[1])
+            if not self.lazy:
+                self.kcost = pairwise_cost(U, V).mul_(self.tilt[2]).add_(cost)
         self.alpha = float(alpha)
         self.log_ref = log_ref
         self.n, self.m = a.shape[0], b.shape[0]
@@ -157,6 +163,16 @@ class TransportKernel:
         X, Y, metric = self.points
         return _block_cost(X[r0:r1], Y, metric)
 
+    def _kernel_cost_block(self, r0, r1):
+        """Rows r0:r1 of the kernel's cost (the tilt included)."""
+        if not self.lazy:
+            return self.kcost[r0:r1]
+        C = self.cost_block(r0, r1)
+        if self.tilt is not None:
+            U, V, c = self.tilt
+            C = C + c * _block_cost(U[r0:r1], V, "sqeuclidean")
+        return C
+
     def _dense_block(self, r0, r1):
         """exp(log R_dense - C / eps + u0 + v0) on rows r0:r1 (without S)."""
         if self.lazy and self.log_ref is None and self.points[2] == "sqeuclidean":
@@ -177,10 +193,11 @@ class TransportKernel:
         torch.addmm(self._col_term[None, :], Xb, Y.T, alpha=2.0 / self.eps, out=out)
         out += (self._row_term[r0:r1] - torch.sum(Xb * Xb, dim=1) / self.eps)[:, None]
         if self.tilt is not None:
+            # the tilt's -c |u - v|^2 / eps, expanded like the cost's
             U, V, c = self.tilt
             Ub = U[r0:r1]
-            out.addmm_(Ub, V.T, alpha=2.0 * c)
-            out -= (c * torch.sum(Ub * Ub, dim=1))[:, None]
+            out.addmm_(Ub, V.T, alpha=2.0 * c / self.eps)
+            out -= (c * torch.sum(Ub * Ub, dim=1) / self.eps)[:, None]
         return out.exp_()
 
     def set_scale(self, eps, u0, v0):
@@ -193,7 +210,7 @@ class TransportKernel:
             self._col_term = self.log_b + v0 - torch.sum(Y * Y, dim=1) / self.eps
             if self.tilt is not None:
                 V, c = self.tilt[1], self.tilt[2]
-                self._col_term = self._col_term - c * torch.sum(V * V, dim=1)
+                self._col_term = self._col_term - c * torch.sum(V * V, dim=1) / self.eps
         if self.s_rows is not None:
             self.s_val = self.s_base * torch.exp(
                 u0[self.s_rows] + v0[self.s_cols] - self.s_cost / self.eps
@@ -209,16 +226,16 @@ class TransportKernel:
             self._dense = None
             return
         if self._dense is None:
-            self._dense = self.cost.new_empty(self.n, self.m)
+            self._dense = self.kcost.new_empty(self.n, self.m)
         out = self._dense
         if self.log_ref is not None:
-            torch.add(self.log_ref, self.cost, alpha=-1.0 / self.eps, out=out)
+            torch.add(self.log_ref, self.kcost, alpha=-1.0 / self.eps, out=out)
             out += self.u0[:, None]
             out += self.v0[None, :]
             out.exp_()
         elif self.alpha > 0:
             row = math.log(self.alpha) + self.log_a + self.u0
-            torch.add(row[:, None], self.cost, alpha=-1.0 / self.eps, out=out)
+            torch.add(row[:, None], self.kcost, alpha=-1.0 / self.eps, out=out)
             out += (self.log_b + self.v0)[None, :]
             out.exp_()
         else:
@@ -285,7 +302,7 @@ class TransportKernel:
 
     def _log_dense_block(self, r0, r1):
         """log of :meth:`_dense_block` (no exp), or None without a dense part."""
-        C = self.cost_block(r0, r1)
+        C = self._kernel_cost_block(r0, r1)
         if self.log_ref is not None:
             out = self.log_ref[r0:r1] - C / self.eps
         elif self.alpha <= 0:
@@ -294,9 +311,6 @@ class TransportKernel:
             out = C * (-1.0 / self.eps)
             out += (math.log(self.alpha) + self.log_a[r0:r1])[:, None]
             out += self.log_b[None, :]
-            if self.tilt is not None:
-                U, V, c = self.tilt
-                out += rank_log_tilt(U[r0:r1], V, c * U.shape[1])
         out += self.u0[r0:r1, None]
         out += self.v0[None, :]
         return out

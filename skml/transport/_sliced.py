@@ -217,6 +217,14 @@ def quantile_embedding(order, cdf, weights):
     return torch.empty_like(mid).scatter_(1, order, mid).T.contiguous()
 
 
+def slice_quantiles(X, weights, directions):
+    """:func:`quantile_embedding` of one cloud straight from its projections
+    on ``directions`` (d, L), without the slices' plans."""
+    proj, order = torch.sort((X @ directions).T.contiguous(), dim=1, stable=True)
+    del proj
+    return quantile_embedding(order, _cdf(weights[order]), weights)
+
+
 def query_quantiles(proj, order, cdf, weights, t):
     """Quantiles of new projections ``t`` (L, q) on fitted slices: the
     midpoints of :func:`quantile_embedding` interpolated linearly between the

@@ -597,6 +597,7 @@ class SROTransport(
         points = (Xs, Xt, self.metric)
         candidates, auto = self._candidates(n, m)
         quantiles = any(is_rank(key) for key in candidates)
+        entries = not all(is_rank(key) for key in candidates)
         sliced = None
         if candidates:
             sliced = SlicedReference(
@@ -610,6 +611,7 @@ class SROTransport(
                 cost=plain,
                 law=self.directions,
                 quantiles=quantiles,
+                entries=entries,
             )
         n_iter = 0
         self.selection_ = None
@@ -632,6 +634,7 @@ class SROTransport(
                     directions=sliced.directions,
                     cost=None if plain is None else plain[i][:, j],
                     quantiles=quantiles,
+                    entries=entries,
                 )
                 choice, costs, it, (f_sub, _) = select_reference(
                     sub_a,

@@ -14,6 +14,7 @@ from ._sliced import (
     covariance_directions,
     quantile_embedding,
     slice_plans,
+    slice_quantiles,
     slice_weights,
 )
 
@@ -89,6 +90,9 @@ class SlicedReference:
     them in that case; summing them would need a sum per ``beta``).
     Without ``directions``, ``law`` says how they are drawn: ``"uniform"`` on
     the sphere or ``"covariance"`` (:func:`covariance_directions`).
+    ``quantiles=True`` also keeps the points' quantiles on the slices
+    (``quantiles``, for the soft-rank reference); ``entries=False`` keeps
+    only those (no sparse entries, no ``sparse``).
     """
 
     def __init__(
@@ -105,6 +109,7 @@ class SlicedReference:
         cost=None,
         law="uniform",
         quantiles=False,
+        entries=True,
     ):
         if directions is None and law == "covariance":
             directions = covariance_directions(Xs, Xt, a, b, n_projections, seed)
@@ -117,6 +122,19 @@ class SlicedReference:
         flat, mass, slices = [], [], []
         quant_s, quant_t = [], []
         chunk = max(16, _SLICE_ELEMENTS // (Xs.shape[0] + m))
+        if not entries:
+            # the soft-rank reference alone: the sorts, not the slices' plans
+            self.quantiles = tuple(
+                torch.cat(
+                    [
+                        slice_quantiles(X, w, directions[:, k : k + chunk])
+                        for k in range(0, n_slices, chunk)
+                    ],
+                    dim=1,
+                )
+                for X, w in ((Xs, a), (Xt, b))
+            )
+            return
         for start in range(0, n_slices, chunk):
             plans = slice_plans(
                 Xs,
@@ -196,7 +214,13 @@ def make_kernel(a, b, *, C, points, smoothing, sparse, tilt=None):
 def solve_reference(
     a, b, eps, *, C, points, span, smoothing, sparse, init, solver_options, tilt=None
 ):
-    """Solve one reference; warm starts skip the epsilon scaling."""
+    """Solve one reference; warm starts skip the epsilon scaling.
+
+    ``tilt``: the soft-rank reference's ``(U, V, sharpness)``.
+    """
+    if tilt is not None:
+        # the kernel takes the tilt in cost units at the target eps
+        tilt = (tilt[0], tilt[1], tilt[2] * eps)
     kernel = make_kernel(
         a, b, C=C, points=points, smoothing=smoothing, sparse=sparse, tilt=tilt
     )
@@ -293,7 +317,7 @@ def select_reference(a, b, eps, *, C, points, span, sliced, candidates, solver_o
     del kernel
     for key in candidates:
         if is_rank(key):
-            # the tilt moves the potentials far from entropic OT's: anneal
+            # entropic OT on the tilted cost: its own annealing
             init = None
         else:
             # Off the slices the reference is `smoothing` times entropic
@@ -334,7 +358,7 @@ def extend_potentials(f_sub, rows, Xs, Xt, a, b, eps, *, metric, smoothing, tilt
     part_tilt = whole_tilt = None
     if tilt is not None:
         U, V, sharpness = tilt
-        part_tilt, whole_tilt = (U[rows], V, sharpness), tilt
+        part_tilt, whole_tilt = (U[rows], V, sharpness * eps), (U, V, sharpness * eps)
     part = TransportKernel(
         a_sub,
         b,

@@ -267,8 +267,11 @@ def test_soft_rank_tilt_is_the_same_kernel_dense_and_lazy(metric):
         torch.full((45,), 1 / 45, dtype=torch.float64),
     )
     C = pairwise_cost(X, Y, metric)
-    dense = TransportKernel(a, b, cost=C, tilt=(U, V, 40.0))
-    lazy = TransportKernel(a, b, points=(X, Y, metric), tilt=(U, V, 40.0), memory=2**12)
+    # weight in cost units: sharpness 40 at eps 0.7
+    dense = TransportKernel(a, b, cost=C, tilt=(U, V, 40.0 * 0.7))
+    lazy = TransportKernel(
+        a, b, points=(X, Y, metric), tilt=(U, V, 40.0 * 0.7), memory=2**12
+    )
     assert lazy.block < 60
     u, v = torch.as_tensor(rng.normal(size=60)), torch.as_tensor(rng.normal(size=45))
     for kernel in (dense, lazy):
@@ -284,3 +287,9 @@ def test_soft_rank_tilt_is_the_same_kernel_dense_and_lazy(metric):
         np.testing.assert_allclose(
             kernel.log_mv(torch.log(y)).numpy(), np.log(K @ y.numpy()), rtol=1e-11
         )
+    # the transport cost reads C, not the tilted cost
+    for kernel in (dense, lazy):
+        blocks = [Cb.clone() for _, _, _, Cb in kernel.plan_blocks(x, y)]
+        np.testing.assert_allclose(torch.cat(blocks).numpy(), C.numpy(), rtol=1e-12)
+    P = x.numpy()[:, None] * K * y.numpy()[None, :]
+    assert dense.plan_cost(x, y) == pytest.approx(np.sum(P * C.numpy()), rel=1e-11)
