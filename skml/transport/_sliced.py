@@ -231,17 +231,24 @@ def query_quantiles(proj, order, cdf, weights, t):
     sorted fitted projections ``proj`` (L, n), constant past the ends, so
     they are continuous in the point. Returns (q, L).
     """
-    n = proj.shape[1]
     mid = cdf - 0.5 * weights[order]
+    k, k1, lam = _enclosing(proj, t)
+    out = (1 - lam) * torch.gather(mid, 1, k) + lam * torch.gather(mid, 1, k1)
+    return out.T.contiguous()
+
+
+def _enclosing(proj, t):
+    """The sorted fitted projections ``proj`` (L, n) enclosing each of ``t``
+    (L, q): their ranks ``k``, ``k1`` and the position ``lam`` in [0, 1]
+    between them (clamped at the ends)."""
+    n = proj.shape[1]
     k = torch.searchsorted(proj.contiguous(), t.contiguous(), right=True) - 1
     k = torch.clamp(k, 0, n - 1)
     k1 = torch.clamp(k + 1, max=n - 1)
     s0, s1 = torch.gather(proj, 1, k), torch.gather(proj, 1, k1)
     gap = s1 - s0
     lam = torch.where(gap > 0, (t - s0) / torch.where(gap > 0, gap, 1.0), 0.0)
-    lam = torch.clamp(lam, 0.0, 1.0)
-    out = (1 - lam) * torch.gather(mid, 1, k) + lam * torch.gather(mid, 1, k1)
-    return out.T.contiguous()
+    return k, k1, torch.clamp(lam, 0.0, 1.0)
 
 
 def rank_log_tilt(U, V, sharpness):
@@ -346,18 +353,11 @@ def query_reference_log(plans, q, weights, smoothing, forward):
             plans.cdf_s,
             plans.order_s,
         )
-    L, n_q = proj.shape
+    L = proj.shape[0]
     m = cdf_d.shape[1]
     t = (q @ plans.directions).T  # (L, n_queries)
     # The fitted points enclosing each projection, and the position between.
-    k = torch.searchsorted(proj.contiguous(), t.contiguous(), right=True) - 1
-    k = torch.clamp(k, 0, n_q - 1)
-    k1 = torch.clamp(k + 1, max=n_q - 1)
-    s0 = torch.gather(proj, 1, k)
-    s1 = torch.gather(proj, 1, k1)
-    gap = s1 - s0
-    lam = torch.where(gap > 0, (t - s0) / torch.where(gap > 0, gap, 1.0), 0.0)
-    lam = torch.clamp(lam, 0.0, 1.0)
+    k, k1, lam = _enclosing(proj, t)
     zero = cdf_q.new_zeros(L, 1)
     upper = cdf_q
     lower = torch.cat([zero, cdf_q[:, :-1]], dim=1)
