@@ -11,7 +11,7 @@ from sklearn.utils import check_random_state
 
 from ..utils import resolve_device, to_tensor
 from ._sinkhorn import sinkhorn_log
-from ._sliced import _directions
+from ._sliced import draw_directions
 from ._validation import METRICS, check_weights, pairwise_cost
 
 # Cosine series of the rank kernel: keep the terms with exp(-pi^2 k^2 h^2 / 2)
@@ -273,6 +273,7 @@ def srot_divergence(
     quantile_bandwidth=0.05,
     reference_smoothing=1e-2,
     metric="sqeuclidean",
+    directions="uniform",
     debias=True,
     max_iter=5000,
     tol=1e-7,
@@ -321,6 +322,11 @@ def srot_divergence(
         [0, 1].
     metric : {"sqeuclidean", "euclidean"}, default="sqeuclidean"
         Ground cost.
+    directions : {"uniform", "covariance"}, default="uniform"
+        How the slice directions are drawn: uniform on the sphere, or from
+        the normal law whose covariance is the pooled second moment of both
+        clouds (:class:`SROTransport`'s default), so that slices follow where
+        the clouds spread and differ. The three terms share the directions.
     debias : bool, default=True
         Subtract the self terms; ``False`` returns ``S_h(Xs, Xt)``.
     max_iter : int, default=5000
@@ -428,7 +434,11 @@ def srot_divergence(
     a = to_tensor(check_weights(a, Xs.shape[0], "a"), dev)
     b = to_tensor(check_weights(b, Xt.shape[0], "b"), dev)
     seed = check_random_state(random_state).randint(2**31)
-    directions = _directions(Xs.shape[1], n_projections, seed, dev, torch.float64)
+    # one set of directions for the three terms (from both clouds for
+    # "covariance", which is symmetric in the pair)
+    directions = draw_directions(
+        directions, Xs.detach(), Xt.detach(), a, b, n_projections, seed
+    )
 
     same = (
         Xs.shape == Xt.shape

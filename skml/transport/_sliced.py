@@ -111,6 +111,22 @@ def covariance_directions(Xs, Xt, a, b, n_projections, random_state):
     return torch.where(ok, shaped / torch.where(ok, norm, 1.0), theta)
 
 
+def draw_directions(law, Xs, Xt, a, b, n_projections, random_state):
+    """Slice directions of the law named by a public ``directions`` option:
+    ``"uniform"`` on the sphere or ``"covariance"``
+    (:func:`covariance_directions`), from the same standard normal draws.
+
+    Raises ValueError for another name.
+    """
+    if law == "uniform":
+        return _directions(
+            Xs.shape[1], n_projections, random_state, Xs.device, Xs.dtype
+        )
+    if law == "covariance":
+        return covariance_directions(Xs, Xt, a, b, n_projections, random_state)
+    raise ValueError(f'directions must be "uniform" or "covariance", got {law!r}.')
+
+
 def compute_sliced_plans(
     Xs,
     Xt,
@@ -407,6 +423,7 @@ def sliced_reference_plan(
     beta=0.0,
     reference_smoothing=1e-2,
     metric="sqeuclidean",
+    directions="uniform",
     random_state=None,
     device="cpu",
 ):
@@ -438,6 +455,12 @@ def sliced_reference_plan(
         Share of the product coupling mixed in, in [0, 1].
     metric : {"sqeuclidean", "euclidean"}, default="sqeuclidean"
         Ground cost of the slice costs.
+    directions : {"uniform", "covariance"}, default="uniform"
+        How the slice directions are drawn: uniform on the sphere, or from
+        the normal law whose covariance is the pooled second moment of both
+        clouds (:class:`SROTransport`'s default, the same standard normal
+        draws mapped by its square root), so that slices follow where the
+        clouds spread and differ.
     random_state : int, RandomState instance or None, default=None
         Seeds the directions.
     device : str, default="cpu"
@@ -473,6 +496,7 @@ def sliced_reference_plan(
             f"reference_smoothing must be in [0, 1], got {reference_smoothing}."
         )
     pairwise_cost(Xs[:1], Xt[:1], metric)  # validates the metric name
+    rng = check_random_state(random_state)
     plans = compute_sliced_plans(
         Xs,
         Xt,
@@ -481,6 +505,7 @@ def sliced_reference_plan(
         n_projections=n_projections,
         beta=beta,
         metric=metric,
-        random_state=check_random_state(random_state),
+        random_state=rng,
+        directions=draw_directions(directions, Xs, Xt, a, b, n_projections, rng),
     )
     return to_numpy(plans.dense(Xs.shape[0], Xt.shape[0], reference_smoothing, a, b))

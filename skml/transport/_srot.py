@@ -353,8 +353,10 @@ class SROTransport(
     n_iter_ : int
         Sinkhorn iterations of all solves together (candidates included).
     reference_ : {"sliced", "rank", "independent"}
-        The reference of the returned plan (``"independent"`` when ``"auto"``
-        fell back to entropic OT).
+        The reference of the returned plan (``"independent"`` when a
+        comparison, ``reference="auto"`` or an ``"auto"`` option of the chosen
+        reference, fell back to entropic OT: no candidate converged, or none
+        had a lower transport cost).
     beta_ : float or None
         The slice temperature used (None unless ``reference_="sliced"``).
     reference_smoothing_ : float or None

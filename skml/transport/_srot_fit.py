@@ -9,9 +9,8 @@ import torch
 
 from ._sinkhorn import TransportKernel, solve
 from ._sliced import (
-    _directions,
     _pair_costs,
-    covariance_directions,
+    draw_directions,
     quantile_embedding,
     slice_plans,
     slice_quantiles,
@@ -111,12 +110,8 @@ class SlicedReference:
         quantiles=False,
         entries=True,
     ):
-        if directions is None and law == "covariance":
-            directions = covariance_directions(Xs, Xt, a, b, n_projections, seed)
-        elif directions is None:
-            directions = _directions(
-                Xs.shape[1], n_projections, seed, Xs.device, Xs.dtype
-            )
+        if directions is None:
+            directions = draw_directions(law, Xs, Xt, a, b, n_projections, seed)
         self.directions = directions
         n_slices, m = directions.shape[1], Xt.shape[0]
         flat, mass, slices = [], [], []

@@ -99,6 +99,25 @@ def test_translation_costs_the_squared_shift(weighted):
     np.testing.assert_allclose(value, np.sum(t**2), rtol=1e-8)
 
 
+def test_covariance_directions_keep_the_invariants():
+    # drawn from both clouds and shared by the three terms: still exactly 0
+    # for identical samples, symmetric, and |t|^2 for a translation
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(60, 3)) * [2.0, 1.0, 0.5]
+    Y = rng.normal(size=(45, 3))
+    kw = {"directions": "covariance", "random_state": 0}
+    assert srot_divergence(X, X.copy(), **kw) == 0.0
+    xy, yx = srot_divergence(X, Y, **kw), srot_divergence(Y, X, **kw)
+    assert xy > 0
+    np.testing.assert_allclose(xy, yx, rtol=1e-10, atol=0)
+    # the translation check's cloud is the one that converges to 1e-10
+    # in test_translation_costs_the_squared_shift
+    X = np.random.default_rng(7).normal(size=(50, 3))
+    t = np.array([0.3, -1.2, 0.5])
+    value = srot_divergence(X, X + t, tol=1e-10, **kw)
+    np.testing.assert_allclose(value, np.sum(t**2), rtol=1e-8)
+
+
 def test_product_reference_gives_the_sinkhorn_divergence():
     # reference_smoothing=1 is the plain entropic problem (R = a b'): the
     # three full entropic objectives of POT's plans at the same eps.
@@ -187,6 +206,7 @@ X_OK = np.zeros((5, 2)) + np.arange(5)[:, None]
         (X_OK, X_OK, {"metric": "cosine"}, "metric must be one of"),
         (X_OK, X_OK, {"max_iter": 2.5}, "max_iter must be a positive integer"),
         (X_OK, X_OK, {"tol": -1.0}, "tol must be a positive"),
+        (X_OK, X_OK, {"directions": "sphere"}, 'directions must be "uniform" or'),
     ],
 )
 def test_bad_inputs_raise(Xs, Xt, kwargs, match):
