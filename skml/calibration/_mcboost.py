@@ -58,6 +58,7 @@ from ._mcboost_kernels import (
     ridge_from_moments,
     scaled_cell_moments,
     static_design,
+    unshrink_coefficients,
     weighted_gram,
 )
 from ._mcboost_trees import (
@@ -112,6 +113,7 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
         "risk_tolerance": [Interval(Real, 0, None, closed="left")],
+        "unshrink": ["boolean"],
         "significance": [Interval(Real, 0, 1, closed="neither")],
         "cv": ["cv_object"],
         "random_state": ["random_state"],
@@ -143,6 +145,7 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
         n_iter_no_change=10,
         tol=1e-4,
         risk_tolerance=0.0,
+        unshrink=True,
         significance=0.05,
         cv=5,
         random_state=None,
@@ -171,6 +174,7 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
         self.n_iter_no_change = n_iter_no_change
         self.tol = tol
         self.risk_tolerance = risk_tolerance
+        self.unshrink = unshrink
         self.significance = significance
         self.cv = cv
         self.random_state = random_state
@@ -255,22 +259,36 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
         if rule in ("holdout", "cv"):
             # The folds advance in lockstep and stop together when their
             # mean validation loss stops improving (MCGrad's rule).
-            runs, paths = [], []
+            runs, paths, vals = [], [], []
             for train_idx, val_idx in self._selection_splits(
                 n, y, rule, rng, split_params
             ):
                 train, val = data.split(train_idx, val_idx)
                 runs.append(_Run())
+                vals.append(val)
                 paths.append(
                     self._boost_steps(
-                        loss, train, self.max_iter, val=val, rng=rng, run=runs[-1]
+                        loss,
+                        train,
+                        self.max_iter,
+                        val=val,
+                        rng=rng,
+                        run=runs[-1],
+                        track_affine=self._unshrinks(loss),
                     )
                 )
             best, since_best = np.inf, 0
+            lowest, at_lowest = np.inf, None
             for t in range(self.max_iter + 1):
                 for path in paths:
                     next(path)
                 vloss = float(np.mean([run.val_loss[-1] for run in runs]))
+                if vloss < lowest:
+                    # The validation states at the lowest mean loss so far:
+                    # the usual choice of rounds, unshrunk without a replay.
+                    lowest, at_lowest = vloss, t
+                    for run in runs:
+                        run.best_state = run.val_state
                 if vloss < best - self.tol * abs(best) or t == 0:
                     best, since_best = vloss, 0
                 else:
@@ -286,9 +304,20 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
             n_rounds = self._choose_rounds(mean_curve)
             self.validation_score_ = mean_curve
             self.mc_error_path_ = np.mean([m[:length] for m in mc_paths], axis=0)
-            final = self._boost(loss, data, n_rounds, rng=rng, audit_train=False)
+            self.unshrink_ = self._unshrink_fit(
+                loss, runs, vals, n_rounds, n_rounds == at_lowest
+            )
+            final = self._boost(
+                loss,
+                data,
+                n_rounds,
+                rng=rng,
+                audit_train=False,
+                track_affine=not np.all(self.unshrink_ == 1.0),
+            )
             stopped = length - 1 < self.max_iter
         else:
+            self.unshrink_ = np.ones(2)
             final = self._boost(loss, data, self.max_iter, rule=rule, rng=rng)
             self.mc_error_path_ = np.asarray(final.train_mc)
             stopped = final.stopped or rule is None
@@ -301,7 +330,8 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
             closing = self._affine_fit(loss, data, F, loss.inverse(F))
             final.rounds.append({"affine": closing, "closing": True})
             final.F = F + self._affine_apply(closing, data, F)
-        self._certify(loss, data, data.F0 if final.F is None else final.F)
+        F = data.F0 if final.F is None else self._unshrunk(data.F0, final.F, final.A)
+        self._certify(loss, data, F)
         self.rounds_ = [to_numpy(r) for r in final.rounds]
         self.n_iter_ = len(self.rounds_)
         self.train_score_ = np.asarray(final.train_loss)
@@ -336,6 +366,62 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
         self.mc_statistic_ = float(stat)
         threshold = norm.isf(self.significance / (2 * max(n_cells, 1)))
         self.mc_certified_ = bool(stat < threshold)
+
+    def _round_parts(self, step, data, F, loss):
+        """:meth:`_apply_round`'s update of ``data`` at score ``F``, and the
+        affine step's part of the score's change (tree rounds; else None)."""
+        if "tree" not in step or "coef" in step:
+            return self._apply_round(step, data, F, loss), None
+        d0 = self._affine_step() * self._affine_apply(step["affine"], data, F)
+        return self._tree_update(step, data, F, d0), d0
+
+    def _unshrinks(self, loss):
+        return self.unshrink and loss.name != "quantile"
+
+    def _unshrink_fit(self, loss, runs, vals, n_rounds, saved):
+        """Coefficients of the correction's affine and other parts, fitted on
+        the validation rows of the selection paths at the chosen round.
+
+        Early stopping picks the round count by held-out risk; at that
+        round the shrunk steps have moved each part only part of the way
+        (MCGrad rescales its score after each round for the same reason).
+        The rescaling is fitted on rows the paths never trained on, so it
+        cannot undo the stop's protection against overfitting.
+        """
+        ones = np.ones(2)
+        if not self._unshrinks(loss) or n_rounds == 0:
+            return ones
+        F0s, parts, ys, ws = [], [], [], []
+        for run, val in zip(runs, vals):
+            if saved:
+                F, A = run.best_state
+                A = torch.zeros_like(F) if A is None else A
+            else:
+                # Replay the path's first n_rounds on its validation rows.
+                F = val.F0.clone()
+                A = torch.zeros_like(F)
+                for step in run.rounds[:n_rounds]:
+                    delta, affine = self._round_parts(step, val, F, loss)
+                    if affine is not None:
+                        A = A + affine
+                    F = F + self.learning_rate * delta
+            F0s.append(val.F0)
+            parts.append(torch.stack([A, F - val.F0 - A], 1))
+            ys.append(val.y)
+            ws.append(val.w)
+        # At most the full steps the shrinkage held back.
+        upper = max(1.0, 1.0 / self.learning_rate)
+        return unshrink_coefficients(
+            torch.cat(F0s), torch.cat(parts), torch.cat(ys), torch.cat(ws), loss, upper
+        )
+
+    def _unshrunk(self, F0, F, A):
+        """The score with ``unshrink_`` applied to the parts of ``F - F0``."""
+        c = getattr(self, "unshrink_", None)
+        if c is None or (c[0] == 1.0 and c[1] == 1.0):
+            return F
+        A = torch.zeros_like(F) if A is None else A
+        return F0 + float(c[0]) * A + float(c[1]) * (F - F0 - A)
 
     def _choose_rounds(self, curve):
         """The last round whose validation loss is within ``risk_tolerance``
@@ -581,18 +667,45 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
         return np.hstack(blocks) if blocks else None
 
     # ------------------------------------------------------------- boosting
-    def _boost(self, loss, data, max_rounds, *, rule=None, rng, audit_train=True):
+    def _boost(
+        self,
+        loss,
+        data,
+        max_rounds,
+        *,
+        rule=None,
+        rng,
+        audit_train=True,
+        track_affine=False,
+    ):
         """Run up to ``max_rounds`` audit rounds on ``data``; see
         :meth:`_boost_steps`."""
         run = _Run()
         for _ in self._boost_steps(
-            loss, data, max_rounds, rule=rule, rng=rng, audit_train=audit_train, run=run
+            loss,
+            data,
+            max_rounds,
+            rule=rule,
+            rng=rng,
+            audit_train=audit_train,
+            run=run,
+            track_affine=track_affine,
         ):
             pass
         return run
 
     def _boost_steps(
-        self, loss, data, max_rounds, *, val=None, rule=None, rng, audit_train=True, run
+        self,
+        loss,
+        data,
+        max_rounds,
+        *,
+        val=None,
+        rule=None,
+        rng,
+        audit_train=True,
+        run,
+        track_affine=False,
     ):
         """Boost on ``data``, yielding after each round's evaluation.
 
@@ -603,9 +716,12 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
         ("tolerance"/"significance") the path ends before the first round
         whose audit finds nothing to correct. The training rows' audit
         (``train_mc``) is skipped with ``val`` and without ``audit_train``.
+        With ``track_affine`` the affine steps' part of the score is summed
+        (``run.A``, and of the validation score in ``run.val_state``).
         """
         F = data.F0.clone()
         Fv = None if val is None else val.F0.clone()
+        Av = None
         for t in range(max_rounds + 1):
             p = loss.inverse(F)
             run.train_loss.append(loss.risk(data.y, p, data.w))
@@ -630,6 +746,9 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
                 run.val_loss.append(vloss)
                 vlevel = Fv if self._rebucket() or self._uses_tree() else val.F0
                 run.val_mc.append(self._cells(loss, val, pv, vlevel, audit_edges)[0])
+                # The validation score and its affine part after t rounds
+                # (new tensors every round: keeping them copies nothing).
+                run.val_state = (Fv, Av)
             if rule == "tolerance" and stat_abs <= self.tol:
                 run.stopped = True
                 break
@@ -642,13 +761,22 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
             if t == max_rounds:
                 break
             step, delta = self._audit_round(loss, data, F, p, edges, bucket, m, rng)
+            affine = step.pop("affine_delta", None)
             run.rounds.append(step)
+            if track_affine and affine is not None and "coef" not in step:
+                run.A = affine if run.A is None else run.A + affine
             if delta is None:
                 delta = self._apply_round(step, data, F, loss)
             F = F + self.learning_rate * delta
             run.F = F
             if val is not None:
-                Fv = Fv + self.learning_rate * self._apply_round(step, val, Fv, loss)
+                if track_affine:
+                    delta_v, affine = self._round_parts(step, val, Fv, loss)
+                    if affine is not None:
+                        Av = affine if Av is None else Av + affine
+                else:
+                    delta_v = self._apply_round(step, val, Fv, loss)
+                Fv = Fv + self.learning_rate * delta_v
             if len(F) >= _TRIM_ROWS:
                 # Row-sized temporaries of every round would otherwise stay
                 # resident (see release_memory).
@@ -858,6 +986,9 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
             "affine": affine,
             "score_edges": edges,
             "tree": tree,
+            # The affine part of the score's change, popped by the caller
+            # (not a fitted parameter).
+            "affine_delta": d0,
         }
         if not live.all():
             return step, None
@@ -958,10 +1089,11 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
             data.codes[:, -1] = np.searchsorted(edges, to_numpy(data.F0), side="left")
             data.score_key = edges
 
-    def _tree_update(self, step, data, F):
+    def _tree_update(self, step, data, F, d0=None):
         # The caller adds learning_rate * (returned delta): the affine part is
         # scaled up so that it enters with a full step, as in fit.
-        d0 = self._affine_step() * self._affine_apply(step["affine"], data, F)
+        if d0 is None:
+            d0 = self._affine_step() * self._affine_apply(step["affine"], data, F)
         F = F + d0
         self._write_score_codes(data, F, step["score_edges"])
         delta = predict_tree(step["tree"], data.codes, data.tree_threads)
@@ -1017,10 +1149,15 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
             Gt = None if G is None else to_tensor(G, dev, dt)
             data = self._data(X, G, Gt, F)
         yield to_numpy(F)
+        F0, A = F, None
         for step in self.rounds_:
             with self._threads(work):
-                F = F + self.learning_rate * self._apply_round(step, data, F, loss)
-            yield to_numpy(F)
+                delta, affine = self._round_parts(step, data, F, loss)
+                if affine is not None:
+                    A = affine if A is None else A + affine
+                F = F + self.learning_rate * delta
+                out = self._unshrunk(F0, F, A)
+            yield to_numpy(out)
 
     def _final_link(self, X, groups, base_predictions):
         *_, last = self._staged_link(X, groups, base_predictions)
@@ -1189,6 +1326,10 @@ class _Run:
         self.F = None
         self.rounds, self.train_loss, self.val_loss = [], [], []
         self.train_mc, self.val_mc = [], []
+        # The affine steps' share of F - F0 (tree rounds), for unshrinking,
+        # and the validation (score, affine share): latest, at the best round.
+        self.A = None
+        self.val_state = self.best_state = None
         self.stopped = False
 
 
@@ -1327,6 +1468,19 @@ _DOC_PARAMS = """
         loss is within this relative tolerance of the best one, rather than
         the best: extra rounds buy calibration at (almost) no risk.
 
+    unshrink : bool, default=True
+        With ``"holdout"``/``"cv"`` stopping, rescale the correction after
+        the chosen round: its affine-step part and its other part (the
+        trees, or the ridge auditor's steps) each get a coefficient in
+        ``[0, max(1, 1 / learning_rate)]``, fitted by minimising the loss on
+        the selection paths' validation rows at that round (rows those paths
+        never trained on). The shrunk steps of an early-stopped path move
+        each part only part of the way; MCGrad rescales its score after each
+        round for the same reason. Not done for the quantile loss, whose
+        closing shift is exact, nor without held-out rows (other rules, or
+        ``early_stopping=False``), nor in the Dask fit. The coefficients
+        are in ``unshrink_``.
+
     significance : float, default=0.05
         Family-wise level of the ``"significance"`` rule.
 
@@ -1355,6 +1509,12 @@ _DOC_ATTRS = """
     rounds_ : list of dict
         The fitted rounds: bucket edges and auditor coefficients (numpy) or
         fitted auditors.
+
+    unshrink_ : ndarray of shape (2,)
+        Coefficients of the correction's affine-step part and of its other
+        part in the predictions (see ``unshrink``; ``[1, 1]`` when not
+        rescaled). ``train_score_`` is the path's loss before the rescaling;
+        every stage of ``staged_predict`` carries it.
 
     train_score_ : ndarray of shape (`n_iter_` + 1,)
         Training loss (mean squared error, half Poisson deviance or log loss)
@@ -1525,6 +1685,7 @@ class MCBoostRegressor(RegressorMixin, _BaseMCBoost):
         n_iter_no_change=10,
         tol=1e-4,
         risk_tolerance=0.0,
+        unshrink=True,
         significance=0.05,
         cv=5,
         random_state=None,
@@ -1554,6 +1715,7 @@ class MCBoostRegressor(RegressorMixin, _BaseMCBoost):
             n_iter_no_change=n_iter_no_change,
             tol=tol,
             risk_tolerance=risk_tolerance,
+            unshrink=unshrink,
             significance=significance,
             cv=cv,
             random_state=random_state,

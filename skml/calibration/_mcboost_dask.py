@@ -486,6 +486,8 @@ def fit_dask(model, X, y, sample_weight, groups, base_predictions):
     threshold = norm.isf(model.significance / (2 * max(n_cells, 1)))
     model.mc_certified_ = bool(stat < threshold)
     model.rounds_ = rounds
+    # The holdout paths are not replayed here: no unshrinking (see unshrink).
+    model.unshrink_ = np.ones(2)
     model.n_iter_ = len(rounds)
     model.train_score_ = np.asarray(train_loss)
     model.stopping_rule_ = rule

@@ -381,3 +381,71 @@ def audit_from_sums(sums, min_fraction):
         return 0.0, 0.0, 0
     z = torch.abs(S[live]) / torch.sqrt(V[live])
     return float(z.max()), float(torch.abs(S[live]).max() / total), int(live.sum())
+
+
+def unshrink_coefficients(F0, parts, y, w, loss, upper, max_iter=20):
+    """Non-negative rescaling of a boosted correction's parts, by Newton steps.
+
+    Minimises ``sum w loss(y, inverse(F0 + parts @ c))`` over ``c`` in the
+    box ``[0, upper]``: a 2-parameter generalised linear fit. Each Newton
+    step solves the box-constrained quadratic exactly by trying every
+    free / at-0 / at-upper pattern of the coordinates (few parameters).
+
+    Parameters
+    ----------
+    F0 : Tensor of shape (n,)
+        Link-space scores without the correction.
+    parts : Tensor of shape (n, k)
+        The correction's parts (link space); ``c = 1`` gives the path's score.
+    y, w : Tensor of shape (n,)
+    loss : loss object of ``_losses``
+    upper : float
+    max_iter : int, default=20
+        Newton steps (one is exact for the squared loss).
+
+    Returns
+    -------
+    ndarray of shape (k,)
+    """
+    k = parts.shape[1]
+    c = np.ones(k)
+    # Parts that vanish on these rows keep their coefficient: nothing
+    # measures them.
+    live = (torch.sum(w[:, None] * parts**2, 0) > 0).cpu().numpy()
+    if not live.any():
+        return c
+    P = parts[:, live]
+    for _ in range(max_iter):
+        F = F0 + P @ torch.as_tensor(c[live], dtype=P.dtype, device=P.device)
+        p = loss.inverse(F)
+        h = w * loss.hessian(p)
+        H = (P.T @ (h[:, None] * P)).cpu().numpy()
+        g = (P.T @ (w * loss.gradient(y, p))).cpu().numpy()
+        new = _box_quadratic(H, g + H @ c[live], upper)
+        done = np.max(np.abs(new - c[live])) < 1e-10
+        c[live] = new
+        if done or loss.name == "squared":
+            break
+    return c
+
+
+def _box_quadratic(H, b, upper):
+    """argmin over ``0 <= c <= upper`` of ``c'Hc / 2 - b'c`` (small k)."""
+    k = len(b)
+    scale = max(float(np.trace(H)) / k, 1e-300)
+    Hr = H + 1e-12 * scale * np.eye(k)
+    best, best_value = np.clip(np.ones(k), 0, upper), np.inf
+    for pattern in np.ndindex(*(3,) * k):
+        # 0: free, 1: at 0, 2: at upper
+        pattern = np.asarray(pattern)
+        c = np.where(pattern == 2, upper, 0.0)
+        free = pattern == 0
+        if free.any():
+            rhs = b[free] - Hr[np.ix_(free, ~free)] @ c[~free]
+            c[free] = np.linalg.solve(Hr[np.ix_(free, free)], rhs)
+            if np.any(c[free] < 0) or np.any(c[free] > upper):
+                continue
+        value = 0.5 * c @ Hr @ c - b @ c
+        if value < best_value:
+            best, best_value = c, value
+    return best

@@ -397,7 +397,9 @@ def test_cpu_and_cuda_agree(s2):
 @pytest.mark.parametrize("rule", ["holdout", "cv"])
 def test_selected_rounds_are_refitted_on_all_rows(s2, rule, risk_tolerance):
     fit_kw = {"groups": s2.groups_audit}
-    model, pred = _fit_predict(s2, early_stopping=rule, risk_tolerance=risk_tolerance)
+    model, pred = _fit_predict(
+        s2, early_stopping=rule, risk_tolerance=risk_tolerance, unshrink=False
+    )
     curve = model.validation_score_
     # the documented choice: the last round within risk_tolerance of the best
     best = np.min(curve)
@@ -664,3 +666,79 @@ def test_affine_step_by_group_cells_equals_the_row_products(monkeypatch):
     by_rows = fit_predict()
     assert not any(seen)
     np.testing.assert_allclose(by_cells, by_rows, rtol=1e-10, atol=1e-12)
+
+
+def test_unshrink_rescales_the_two_parts_of_the_correction(s2):
+    model, pred = _fit_predict(s2)
+    assert model.stopping_rule_ == "cv" and model.n_iter_ >= 1
+    c = model.unshrink_.copy()
+    assert c.shape == (2,) and np.all(c >= 0) and not np.allclose(c, 1.0)
+    # the rounds do not depend on the rescaling: unshrink_ = 1 is the path
+    # itself, the fit without unshrinking
+    plain = _fit_predict(s2, unshrink=False)[1]
+
+    def at(coef):
+        model.unshrink_ = np.asarray(coef, dtype=float)
+        return model.predict(s2.X_test, groups=s2.groups_test)
+
+    np.testing.assert_allclose(at([1, 1]), plain, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(at([0, 0]), s2.estimator.predict(s2.X_test))
+    # and the prediction is affine in the coefficients
+    p0, pa, pt = at([0, 0]), at([1, 0]), at([0, 1])
+    np.testing.assert_allclose(
+        pred, p0 + c[0] * (pa - p0) + c[1] * (pt - p0), rtol=1e-10, atol=1e-10
+    )
+
+
+def test_unshrink_completes_a_stop_that_came_too_early():
+    # A pure level shift, and five rounds at learning_rate 0.1: the path
+    # moves part of the way; the held-out rescaling finds the rest.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(6000, 3))
+    base = X[:, 0]
+    y = base + 1.0 + 0.3 * rng.normal(size=6000)
+    fit = {"max_iter": 5, "early_stopping": "cv", "random_state": 0}
+    X_test = rng.normal(size=(2000, 3))
+    residual = {}
+    for unshrink in (False, True):
+        with pytest.warns(ConvergenceWarning):
+            model = MCBoostRegressor(unshrink=unshrink, **fit).fit(
+                X[:4000], y[:4000], base_predictions=base[:4000]
+            )
+        pred = model.predict(X_test, base_predictions=X_test[:, 0])
+        residual[unshrink] = np.mean(X_test[:, 0] + 1.0 - pred)
+        if not unshrink:
+            np.testing.assert_array_equal(model.unshrink_, [1.0, 1.0])
+    assert 0.3 < residual[False] < 0.8
+    assert abs(residual[True]) < 0.1 * residual[False]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"early_stopping": False, "max_iter": 3},
+        {"early_stopping": "significance"},
+        {"loss": "quantile", "quantile": 0.8},
+    ],
+)
+def test_no_unshrink_without_held_out_rows_or_for_quantiles(s1, params):
+    model = MCBoostRegressor(s1.estimator, random_state=0, **params)
+    model.fit(s1.X_audit[:1500], s1.y_audit[:1500], groups=s1.groups_audit[:1500])
+    np.testing.assert_array_equal(model.unshrink_, [1.0, 1.0])
+
+
+def test_unshrink_from_the_saved_states_equals_a_replay(s2, monkeypatch):
+    # The coefficients come from the validation scores kept at the best
+    # round; replaying the paths' rounds on the validation rows must agree.
+    model = _fit_predict(s2)[0]
+    fit = MCBoostRegressor._unshrink_fit
+    calls = []
+
+    def replayed(self, loss, runs, vals, n_rounds, saved):
+        calls.append(saved)
+        return fit(self, loss, runs, vals, n_rounds, False)
+
+    monkeypatch.setattr(MCBoostRegressor, "_unshrink_fit", replayed)
+    replay = _fit_predict(s2)[0]
+    assert calls == [True]
+    np.testing.assert_allclose(replay.unshrink_, model.unshrink_, rtol=1e-10)

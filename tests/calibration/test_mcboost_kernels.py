@@ -13,6 +13,7 @@ from skml.calibration._mcboost_kernels import (
     ridge_from_moments,
     scaled_cell_moments,
     static_design,
+    unshrink_coefficients,
     weighted_gram,
 )
 
@@ -205,3 +206,48 @@ def test_cell_audit_matches_a_loop():
     np.testing.assert_allclose(z_max, max(zs))
     np.testing.assert_allclose(bias_max, max(biases))
     assert n_cells == count
+
+
+@pytest.mark.parametrize("upper", [10.0, 1.2])
+def test_unshrink_coefficients_match_bounded_least_squares(upper):
+    from scipy.optimize import lsq_linear
+
+    from skml.calibration._losses import _Squared
+
+    rng = np.random.default_rng(3)
+    n = 400
+    F0 = rng.normal(size=n)
+    parts = rng.normal(size=(n, 2))
+    w = rng.uniform(0.5, 2.0, size=n)
+    # the truth needs 1.5 of the first part and none (below 0) of the second
+    y = F0 + parts @ [1.5, -0.7] + 0.1 * rng.normal(size=n)
+    c = unshrink_coefficients(*_t(F0, parts, y, w), _Squared, upper)
+    sw = np.sqrt(w)
+    ref = lsq_linear(parts * sw[:, None], (y - F0) * sw, bounds=(0, upper)).x
+    np.testing.assert_allclose(c, ref, atol=1e-8)
+    assert c[1] == 0.0 and (c[0] == upper if upper < 1.5 else c[0] > 1.3)
+
+
+def test_unshrink_coefficients_poisson_match_a_bounded_minimiser():
+    from scipy.optimize import minimize
+
+    from skml.calibration._losses import _Poisson
+
+    rng = np.random.default_rng(4)
+    n = 2000
+    F0 = 0.3 * rng.normal(size=n)
+    parts = 0.5 * rng.normal(size=(n, 2))
+    y = rng.poisson(np.exp(F0 + parts @ [2.0, 0.5])).astype(float)
+    w = np.ones(n)
+    c = unshrink_coefficients(*_t(F0, parts, y, w), _Poisson, 10.0)
+
+    def risk(coef):
+        F = F0 + parts @ coef
+        return np.sum(np.exp(F) - y * F)
+
+    ref = minimize(risk, np.ones(2), bounds=[(0, 10)] * 2, tol=1e-12).x
+    np.testing.assert_allclose(c, ref, atol=1e-5)
+    # a part that is zero on every row keeps its coefficient
+    parts[:, 1] = 0.0
+    c = unshrink_coefficients(*_t(F0, parts, y, w), _Poisson, 10.0)
+    assert c[1] == 1.0
