@@ -1590,6 +1590,13 @@ _DOC_NOTES = """
     tree. ``loss="quantile"`` (BatchGCP / BatchMVP as special cases of the
     scheme) refits each tree leaf as the leaf's residual quantile.
 
+    ``unshrink`` (default on) is ours too, after MCGrad's rescaling of its
+    score after each round: after the holdout or cross-validation stop, the
+    correction's affine-step part and its tree part are rescaled by
+    coefficients fitted on the selection paths' validation rows. The
+    early-stopped, rescaled score is not the paper's Bregman projection.
+    With ``unshrink=False`` the prediction is the refitted path itself.
+
     ``groups`` (the fit and predict argument) are audit subgroups. Under
     metadata routing in ``GridSearchCV``, a ``groups`` argument is also what
     group-aware CV splitters read; use ``group_features`` to avoid the clash.
@@ -1600,7 +1607,8 @@ _DOC_NOTES = """
     drawn per block (other rows than in memory), ``early_stopping="auto"``
     means the holdout at any size, ``mc_error_path_`` is None, and the
     tree auditors, the ``"cv"``/``"tolerance"``/``"significance"`` rules and
-    an unfitted ``estimator`` are refused (they need the rows in memory).
+    an unfitted ``estimator`` are refused (they need the rows in memory);
+    the holdout stop is not followed by the ``unshrink`` rescaling.
 """
 
 
