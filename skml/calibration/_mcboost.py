@@ -268,13 +268,7 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
                 vals.append(val)
                 paths.append(
                     self._boost_steps(
-                        loss,
-                        train,
-                        self.max_iter,
-                        val=val,
-                        rng=rng,
-                        run=runs[-1],
-                        track_affine=self._unshrinks(loss),
+                        loss, train, self.max_iter, val=val, rng=rng, run=runs[-1]
                     )
                 )
             best, since_best = np.inf, 0
@@ -307,14 +301,7 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
             self.unshrink_ = self._unshrink_fit(
                 loss, runs, vals, n_rounds, n_rounds == at_lowest
             )
-            final = self._boost(
-                loss,
-                data,
-                n_rounds,
-                rng=rng,
-                audit_train=False,
-                track_affine=not np.all(self.unshrink_ == 1.0),
-            )
+            final = self._boost(loss, data, n_rounds, rng=rng, audit_train=False)
             stopped = length - 1 < self.max_iter
         else:
             self.unshrink_ = np.ones(2)
@@ -667,45 +654,18 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
         return np.hstack(blocks) if blocks else None
 
     # ------------------------------------------------------------- boosting
-    def _boost(
-        self,
-        loss,
-        data,
-        max_rounds,
-        *,
-        rule=None,
-        rng,
-        audit_train=True,
-        track_affine=False,
-    ):
+    def _boost(self, loss, data, max_rounds, *, rule=None, rng, audit_train=True):
         """Run up to ``max_rounds`` audit rounds on ``data``; see
         :meth:`_boost_steps`."""
         run = _Run()
         for _ in self._boost_steps(
-            loss,
-            data,
-            max_rounds,
-            rule=rule,
-            rng=rng,
-            audit_train=audit_train,
-            run=run,
-            track_affine=track_affine,
+            loss, data, max_rounds, rule=rule, rng=rng, audit_train=audit_train, run=run
         ):
             pass
         return run
 
     def _boost_steps(
-        self,
-        loss,
-        data,
-        max_rounds,
-        *,
-        val=None,
-        rule=None,
-        rng,
-        audit_train=True,
-        run,
-        track_affine=False,
+        self, loss, data, max_rounds, *, val=None, rule=None, rng, audit_train=True, run
     ):
         """Boost on ``data``, yielding after each round's evaluation.
 
@@ -716,8 +676,8 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
         ("tolerance"/"significance") the path ends before the first round
         whose audit finds nothing to correct. The training rows' audit
         (``train_mc``) is skipped with ``val`` and without ``audit_train``.
-        With ``track_affine`` the affine steps' part of the score is summed
-        (``run.A``, and of the validation score in ``run.val_state``).
+        The affine steps' part of the score is summed as it goes (``run.A``,
+        and of the validation score in ``run.val_state``) for ``unshrink``.
         """
         F = data.F0.clone()
         Fv = None if val is None else val.F0.clone()
@@ -763,19 +723,16 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
             step, delta = self._audit_round(loss, data, F, p, edges, bucket, m, rng)
             affine = step.pop("affine_delta", None)
             run.rounds.append(step)
-            if track_affine and affine is not None and "coef" not in step:
+            if affine is not None and "coef" not in step:
                 run.A = affine if run.A is None else run.A + affine
             if delta is None:
                 delta = self._apply_round(step, data, F, loss)
             F = F + self.learning_rate * delta
             run.F = F
             if val is not None:
-                if track_affine:
-                    delta_v, affine = self._round_parts(step, val, Fv, loss)
-                    if affine is not None:
-                        Av = affine if Av is None else Av + affine
-                else:
-                    delta_v = self._apply_round(step, val, Fv, loss)
+                delta_v, affine = self._round_parts(step, val, Fv, loss)
+                if affine is not None:
+                    Av = affine if Av is None else Av + affine
                 Fv = Fv + self.learning_rate * delta_v
             if len(F) >= _TRIM_ROWS:
                 # Row-sized temporaries of every round would otherwise stay
