@@ -693,9 +693,8 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
             m = len(edges) + 1
             # The audit always looks at group x level-set cells, also when
             # the update uses one bucket (a refit without audit skips it).
-            if val is not None or audit_train:
-                audit_edges = self._edges(level, data.w, "quantile")
             if val is None and audit_train:
+                audit_edges = self._edges(level, data.w, "quantile")
                 stat_sigma, stat_abs, n_cells = self._cells(
                     loss, data, p, level, audit_edges
                 )
@@ -704,8 +703,11 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
                 pv = loss.inverse(Fv)
                 vloss = loss.risk(val.y, pv, val.w)
                 run.val_loss.append(vloss)
+                # The validation audit's deciles come from the validation
+                # scores: a sort of the (smaller) validation rows per round.
                 vlevel = Fv if self._rebucket() or self._uses_tree() else val.F0
-                run.val_mc.append(self._cells(loss, val, pv, vlevel, audit_edges)[0])
+                vedges = self._edges(vlevel, val.w, "quantile")
+                run.val_mc.append(self._cells(loss, val, pv, vlevel, vedges)[0])
                 # The validation score and its affine part after t rounds
                 # (new tensors every round: keeping them copies nothing).
                 run.val_state = (Fv, Av)
@@ -1029,9 +1031,16 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
             values = to_tensor(coef["values"], F.device, F.dtype)
             return torch.cat([values, values.new_zeros(1)])[cell]
         coef = to_tensor(coef, F.device, F.dtype)
+        u = self._affine_u(F)
+        cells = data.group_cells()
+        if cells:
+            # Level and slope per cell of [1, g], then one gather per row.
+            C, cell = cells
+            k = C.shape[1]
+            per_cell = torch.stack([C @ coef[:k], C @ coef[k:]], 1)[cell]
+            return per_cell[:, 0] + per_cell[:, 1] * u
         Zs = self._affine_static(data)
         k = Zs.shape[1]
-        u = self._affine_u(F)
         slope = coef[k]
         if data.G is not None:
             slope = slope + data.G @ coef[k + 1 :]
@@ -1483,8 +1492,9 @@ _DOC_ATTRS = """
 
     mc_error_path_ : ndarray
         Largest group x bucket z-score of the mean residual along the path
-        (validation data under ``"holdout"``/``"cv"``, training data
-        otherwise): the calibration side of the calibration-risk trade-off.
+        (validation data under ``"holdout"``/``"cv"``, with the deciles of
+        the validation scores; training data otherwise): the calibration side
+        of the calibration-risk trade-off.
 
     stopping_rule_ : str or None
         The resolved ``early_stopping`` rule.

@@ -630,8 +630,9 @@ def test_tree_rounds_fitted_scores_are_the_predictions(zero_weights, auditor):
 
 def test_affine_step_by_group_cells_equals_the_row_products(monkeypatch):
     # Two categorical attributes' one-hot columns as groups: the affine step
-    # sums per cell of the groups; the predictions equal those of the
-    # row-by-row products (cells switched off).
+    # sums per cell of the groups and applies its update per cell; the
+    # predictions equal those of the row-by-row products (cells switched
+    # off).
     import skml.calibration._mcboost as mcboost_module
 
     rng = np.random.default_rng(0)
