@@ -180,10 +180,17 @@ def grow_tree(
         (``sample_indices``) and ``value``.
     """
     d = codes.shape[1]
+    hessians = np.ascontiguousarray(h, dtype=np.float32)
+    if len(hessians) and np.all(hessians == 1.0):
+        # Unit Newton weights (squared loss, unit sample weights): the grower
+        # then counts rows instead of summing hessians in every histogram, as
+        # scikit-learn's squared-error boosting does. Its constant-hessian
+        # path takes the hessian to be 1, so no other constant goes there.
+        hessians = hessians[:1]
     grower = TreeGrower(
         X_binned=codes,
         gradients=np.ascontiguousarray(-g, dtype=np.float32),
-        hessians=np.ascontiguousarray(h, dtype=np.float32),
+        hessians=hessians,
         max_leaf_nodes=max_leaf_nodes,
         max_depth=max_depth,
         min_samples_leaf=min_samples_leaf,

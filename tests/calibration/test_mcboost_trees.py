@@ -105,6 +105,24 @@ def test_leaf_values_are_penalised_newton_steps_and_respect_min_leaf():
         assert values[k] == pytest.approx(expected, rel=1e-4)
 
 
+@pytest.mark.parametrize("value", [1.0, 2.0])
+def test_unit_hessian_is_counted_by_the_grower(value):
+    # Unit Newton weights go to the grower as one value (it counts rows
+    # instead of summing hessians); its constant path assumes 1, so another
+    # constant keeps the full array. Either way the leaves are the penalised
+    # Newton steps.
+    rng = np.random.RandomState(6)
+    X = rng.standard_normal((400, 3))
+    g = rng.standard_normal(400) + (X[:, 0] > 0.3)
+    grower, _, _ = _grow(X, g, np.full(400, value), max_leaf_nodes=8, l2=1.0)
+    assert grower.histogram_builder.hessians_are_constant == (value == 1.0)
+    leaf, values = leaf_rows(grower, 400)
+    for k in range(len(values)):
+        rows = leaf == k
+        expected = g[rows].sum() / (value * rows.sum() + 1.0)
+        assert values[k] == pytest.approx(expected, rel=1e-5)
+
+
 def test_score_edges_split_counts_evenly():
     F = np.random.RandomState(6).standard_normal(10_000)
     edges = score_edges(F, 10)
