@@ -400,6 +400,18 @@ def multicalibration_error(
         and ``mass``, arrays of shape (n_groups + 1, n_buckets), first row
         ``"all"``) and ``worst_cell_residual``.
 
+    Notes
+    -----
+    The defaults are MCGrad's (``min_segment_size=10``, depth 3, 1000
+    segments). A segment's sigma comes from the successive differences of
+    its own residuals, so in a segment of a few rows whose outcomes happen
+    to tie (a top-coded or zero-inflated ``y``) sigma can be far smaller
+    than the outcome's spread in the population, and a small bias there
+    reads as a large z-score. On such data one such segment can set the
+    maximum; the ``segments`` of ``return_details=True`` show its size, and
+    a larger ``min_segment_size`` (say 100) measures the calibration of
+    segments big enough to estimate their own noise.
+
     Examples
     --------
     >>> import numpy as np

@@ -333,3 +333,23 @@ def test_mismatched_lengths_raise():
         ecce([0.0, 1.0], [0.1, 0.2, 0.3])
     with pytest.raises(ValueError, match="groups has 2 rows"):
         worst_group_bucket_residual([0.0, 1.0, 1.0], [0.1, 0.2, 0.3], groups=[0, 1])
+
+
+def test_small_segment_with_tied_outcomes_sets_the_maximum():
+    # Twelve rows whose outcomes tie (top-coded at 1) under predictions
+    # 0.05 lower: their successive-difference sigma is tiny, so this small
+    # bias dominates the default MCE; with min_segment_size=100 the segment
+    # is not scored and the calibrated rest reads as calibrated.
+    rng = np.random.default_rng(0)
+    n = 3000
+    f = rng.uniform(size=n)
+    y = f + rng.normal(scale=0.3, size=n)
+    x = np.zeros(n)
+    x[:12] = 1
+    y[:12] = 1.0
+    f[:12] = 0.95 + rng.normal(scale=0.005, size=12)
+    small = multicalibration_error(y, f, X=x[:, None], return_details=True)
+    assert small.worst_segment == "x0=1.0"
+    assert small.mce_sigma > 20
+    large = multicalibration_error(y, f, X=x[:, None], min_segment_size=100)
+    assert large < 3
