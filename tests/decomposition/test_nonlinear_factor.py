@@ -284,8 +284,15 @@ def test_auto_link_scores_are_the_held_out_errors():
 
 
 def test_auto_link_on_too_few_entries_keeps_the_learned_link():
-    X = np.random.default_rng(0).normal(size=(8, 5))
-    model = NonlinearFactorModel(n_components=1, link="auto", random_state=0).fit(X)
+    # A rank-one matrix behind tanh, so the fit converges (pure noise made
+    # it stop at max_iter with a ConvergenceWarning).
+    rng = np.random.default_rng(0)
+    X = np.tanh(rng.normal(size=(8, 1)) @ rng.normal(size=(1, 5)))
+    X += 0.01 * rng.normal(size=X.shape)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        model = NonlinearFactorModel(n_components=1, link="auto", random_state=0)
+        model.fit(X)
     assert model.selected_link_ == "rkhs_monotone"
     assert model.link_scores_ is None
     fixed = NonlinearFactorModel(n_components=1, link="identity").fit(X)
