@@ -105,7 +105,10 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
         "max_leaf_nodes": [Interval(Integral, 2, None, closed="left"), None],
         "max_depth": [Interval(Integral, 1, None, closed="left"), None],
         "min_samples_leaf": [Interval(Integral, 1, None, closed="left")],
-        "l2_regularization": [Interval(Real, 0, None, closed="left")],
+        "l2_regularization": [
+            Interval(Real, 0, None, closed="left"),
+            StrOptions({"auto"}),
+        ],
         "max_bins": [Interval(Integral, 2, 255, closed="both")],
         "group_features": ["array-like", None],
         "early_stopping": [StrOptions(_STOPPING), "boolean"],
@@ -137,7 +140,7 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
         max_leaf_nodes=31,
         max_depth=None,
         min_samples_leaf=20,
-        l2_regularization=0.0,
+        l2_regularization="auto",
         max_bins=255,
         group_features=None,
         early_stopping="auto",
@@ -922,7 +925,7 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
             max_leaf_nodes=self.max_leaf_nodes,
             max_depth=self.max_depth,
             min_samples_leaf=self.min_samples_leaf,
-            l2=self.l2_regularization,
+            l2=self._l2(loss),
             max_bins=self.max_bins,
             n_threads=data.tree_threads,
         )
@@ -956,6 +959,14 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
         leaf, values = leaf_rows(grower, len(live))
         delta = d0 / self.learning_rate + to_tensor(values[leaf], F.device, F.dtype)
         return step, delta
+
+    def _l2(self, loss):
+        """The leaf penalty: ``"auto"`` is 1 for the losses whose Newton
+        weight vanishes (log loss on confident rows, Poisson near zero),
+        else 0."""
+        if self.l2_regularization != "auto":
+            return float(self.l2_regularization)
+        return 1.0 if loss.name in ("log_loss", "poisson") else 0.0
 
     def _affine_step(self):
         """Step size of the affine part: ``learning_rate`` (as the tree's),
@@ -1390,9 +1401,15 @@ _DOC_PARAMS = """
     min_samples_leaf : int, default=20
         Fewest rows in a tree's leaf.
 
-    l2_regularization : float, default=0.0
+    l2_regularization : float or "auto", default="auto"
         L2 penalty of the tree's leaf values (in units of summed Newton
-        weight).
+        weight). ``"auto"``: 0 for the squared and quantile losses; 1 for
+        the log loss and the Poisson loss, whose Newton weight vanishes on
+        rows the score is confident about (or predicts near 0): unpenalised,
+        a leaf of such rows steps by their summed gradient over a summed
+        weight near 0, and an overconfident base model's first round can
+        multiply the validation loss (XGBoost's leaf penalty defaults to 1
+        for this reason).
 
     max_bins : int, default=255
         Bins per feature of the tree auditor (at most 255), made once per fit
@@ -1652,7 +1669,7 @@ class MCBoostRegressor(RegressorMixin, _BaseMCBoost):
         max_leaf_nodes=31,
         max_depth=None,
         min_samples_leaf=20,
-        l2_regularization=0.0,
+        l2_regularization="auto",
         max_bins=255,
         group_features=None,
         early_stopping="auto",

@@ -9,6 +9,7 @@ from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
+from sklearn.metrics import log_loss
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -743,3 +744,27 @@ def test_unshrink_from_the_saved_states_equals_a_replay(s2, monkeypatch):
     replay = _fit_predict(s2)[0]
     assert calls == [True]
     np.testing.assert_allclose(replay.unshrink_, model.unshrink_, rtol=1e-10)
+
+
+def test_overconfident_base_is_recalibrated_with_the_default_leaf_penalty():
+    # A base model six times too confident: on its confidently wrong rows
+    # the log loss's Newton weight is near 0. Unpenalised leaves then step by
+    # a gradient sum over a weight sum near 0, the first round multiplies the
+    # validation loss and the fit keeps no round; the default penalty
+    # ("auto": 1 for the log loss) lets the rounds correct it.
+    rng = np.random.default_rng(0)
+    n = 1600
+    X = rng.normal(size=(n, 3))
+    y = (rng.uniform(size=n) < 1 / (1 + np.exp(1.5 - X[:, 0]))).astype(int)
+    base = 1 / (1 + np.exp(9 - 6 * X[:, 0]))
+    fit, test = slice(0, 800), slice(800, None)
+    base_loss = log_loss(y[test], base[test])
+    losses = {}
+    for l2 in (0.0, "auto"):
+        model = MCBoostClassifier(l2_regularization=l2, random_state=0)
+        model.fit(X[fit], y[fit], base_predictions=base[fit])
+        proba = model.predict_proba(X[test], base_predictions=base[test])[:, 1]
+        losses[l2] = (model.n_iter_, log_loss(y[test], proba))
+    assert losses[0.0][0] == 0
+    assert losses["auto"][0] > 0
+    assert losses["auto"][1] < 0.5 * base_loss
