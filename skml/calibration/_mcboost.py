@@ -55,6 +55,7 @@ from ._mcboost_kernels import (
     bucket_moments,
     cell_audit,
     dynamic_design,
+    quantile_audit_path,
     ridge_from_moments,
     scaled_cell_moments,
     static_design,
@@ -67,6 +68,7 @@ from ._mcboost_trees import (
     check_grower,
     grow_tree,
     leaf_rows,
+    make_predictor,
     predict_tree,
     score_edges,
     tree_threads,
@@ -75,6 +77,9 @@ from ._mcboost_trees import (
 _STOPPING = {"auto", "holdout", "cv", "tolerance", "significance"}
 # From this many rows on, freed heap pages are handed back every round.
 _TRIM_ROWS = 100_000
+# Rounds x validation rows of one batched validation audit (its largest
+# temporary holds 3 n_buckets values per entry).
+_AUDIT_BATCH = 1 << 17
 # The affine step sums per cell of the groups with at least this many rows
 # a cell ...
 _ROWS_PER_CELL = 8
@@ -294,6 +299,8 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
                         break
             for path in paths:
                 path.close()
+            for run, val in zip(runs, vals):
+                self._val_audit(loss, val, run)
             curves = [run.val_loss for run in runs]
             mc_paths = [run.val_mc for run in runs]
             length = min(len(c) for c in curves)
@@ -347,6 +354,27 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
             len(edges) + 1,
             self.min_bucket_fraction,
         )
+
+    def _val_audit(self, loss, val, run):
+        """Append the pending rounds' validation audits to ``run.val_mc``."""
+        pending, run.val_pending = run.val_pending, []
+        if len(pending) == 1:
+            pv, level = pending[0]
+            edges = self._edges(level, val.w, "quantile")
+            run.val_mc.append(self._cells(loss, val, pv, level, edges)[0])
+        elif pending:
+            p = torch.stack([pv for pv, _ in pending])
+            level = torch.stack([level for _, level in pending])
+            stats = quantile_audit_path(
+                loss.gradient(val.y, p),
+                val.w,
+                val.G,
+                level,
+                self.n_buckets,
+                self.min_bucket_fraction,
+                val.group_cells(),
+            )
+            run.val_mc.extend(stats.tolist())
 
     def _certify(self, loss, data, F):
         """The ``"significance"`` rule's test on the final audit residuals:
@@ -706,11 +734,12 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
                 pv = loss.inverse(Fv)
                 vloss = loss.risk(val.y, pv, val.w)
                 run.val_loss.append(vloss)
-                # The validation audit's deciles come from the validation
-                # scores: a sort of the (smaller) validation rows per round.
+                # The validation audit (deciles of the validation scores) is
+                # not needed to stop: its rounds are batched (_val_audit).
                 vlevel = Fv if self._rebucket() or self._uses_tree() else val.F0
-                vedges = self._edges(vlevel, val.w, "quantile")
-                run.val_mc.append(self._cells(loss, val, pv, vlevel, vedges)[0])
+                run.val_pending.append((pv, vlevel))
+                if len(run.val_pending) * len(Fv) >= _AUDIT_BATCH:
+                    self._val_audit(loss, val, run)
                 # The validation score and its affine part after t rounds
                 # (new tensors every round: keeping them copies nothing).
                 run.val_state = (Fv, Av)
@@ -942,7 +971,7 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
             )
             for node, value in zip(grower.finalized_leaves, values.tolist()):
                 node.value = value
-        tree = grower.make_predictor(binning_thresholds=self.bin_edges_ + [edges])
+        tree = make_predictor(grower, self.bin_edges_ + [edges])
         step = {
             "edges": F.new_empty(0),
             "affine": affine,
@@ -1048,8 +1077,7 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
             # Level and slope per cell of [1, g], then one gather per row.
             C, cell = cells
             k = C.shape[1]
-            per_cell = torch.stack([C @ coef[:k], C @ coef[k:]], 1)[cell]
-            return per_cell[:, 0] + per_cell[:, 1] * u
+            return (C @ coef[:k])[cell] + (C @ coef[k:])[cell] * u
         Zs = self._affine_static(data)
         k = Zs.shape[1]
         slope = coef[k]
@@ -1303,6 +1331,8 @@ class _Run:
         self.F = None
         self.rounds, self.train_loss, self.val_loss = [], [], []
         self.train_mc, self.val_mc = [], []
+        # (validation probabilities, level) of rounds not yet audited
+        self.val_pending = []
         # The affine steps' share of F - F0 (tree rounds), for unshrinking,
         # and the validation (score, affine share): latest, at the best round.
         self.A = None

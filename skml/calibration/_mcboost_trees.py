@@ -17,6 +17,7 @@ CPU whatever the estimator's ``device``, on :func:`tree_threads` threads.
 import inspect
 
 import numpy as np
+from sklearn.ensemble._hist_gradient_boosting.common import PREDICTOR_RECORD_DTYPE
 from sklearn.ensemble._hist_gradient_boosting.grower import TreeGrower
 from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
 
@@ -205,14 +206,58 @@ def grow_tree(
     return grower
 
 
+def make_predictor(grower, thresholds):
+    """``grower.make_predictor(thresholds)`` for trees without categorical
+    splits: the same nodes, in the same (depth-first) order, filled a
+    column at a time rather than a node at a time."""
+    if grower.n_categorical_splits:  # pragma: no cover - we split no categories
+        return grower.make_predictor(binning_thresholds=thresholds)
+    order, stack = [], [grower.root]
+    while stack:
+        node = stack.pop()
+        order.append(node)
+        if not node.is_leaf:
+            stack.append(node.right_child)
+            stack.append(node.left_child)
+    index = {id(node): k for k, node in enumerate(order)}
+    nodes = np.zeros(len(order), dtype=PREDICTOR_RECORD_DTYPE)
+    nodes["value"] = [node.value for node in order]
+    nodes["count"] = [node.n_samples for node in order]
+    nodes["depth"] = [node.depth for node in order]
+    splits = [k for k, node in enumerate(order) if not node.is_leaf]
+    nodes["is_leaf"] = [node.is_leaf for node in order]
+    nodes["gain"] = [
+        -1 if node.split_info is None else node.split_info.gain for node in order
+    ]
+    if splits:
+        info = [order[k].split_info for k in splits]
+        feature = np.array([i.feature_idx for i in info], dtype=np.intp)
+        bins = np.array([i.bin_idx for i in info], dtype=np.intp)
+        nodes["feature_idx"][splits] = feature
+        nodes["bin_threshold"][splits] = bins
+        nodes["missing_go_to_left"][splits] = [i.missing_go_to_left for i in info]
+        nodes["is_categorical"][splits] = [i.is_categorical for i in info]
+        # A split on the last non-missing bin sends only NaNs right.
+        last = bins == grower.n_bins_non_missing[feature] - 1
+        nodes["num_threshold"][splits] = [
+            np.inf if at_last else thresholds[f][b]
+            for f, b, at_last in zip(feature, bins, last)
+        ]
+        nodes["left"][splits] = [index[id(order[k].left_child)] for k in splits]
+        nodes["right"][splits] = [index[id(order[k].right_child)] for k in splits]
+    bitsets = np.zeros((0, 8), dtype=np.uint32)
+    return TreePredictor(nodes, bitsets, bitsets.copy())
+
+
 def leaf_rows(grower, n):
     """The leaf index of each training row, and the leaf values."""
+    leaves = grower.finalized_leaves
     leaf = np.empty(n, dtype=np.intp)
-    values = np.empty(len(grower.finalized_leaves))
-    for k, node in enumerate(grower.finalized_leaves):
-        leaf[node.sample_indices] = k
-        values[k] = node.value
-    return leaf, values
+    # One scatter for all leaves: their row sets partition the rows.
+    leaf[np.concatenate([node.sample_indices for node in leaves])] = np.repeat(
+        np.arange(len(leaves)), [node.n_samples for node in leaves]
+    )
+    return leaf, np.array([node.value for node in leaves], dtype=np.float64)
 
 
 def predict_tree(predictor, codes, n_threads):

@@ -10,6 +10,7 @@ from skml.calibration._mcboost_kernels import (
     bucket_moments,
     cell_audit,
     dynamic_design,
+    quantile_audit_path,
     ridge_from_moments,
     scaled_cell_moments,
     static_design,
@@ -206,6 +207,33 @@ def test_cell_audit_matches_a_loop():
     np.testing.assert_allclose(z_max, max(zs))
     np.testing.assert_allclose(bias_max, max(biases))
     assert n_cells == count
+
+
+@pytest.mark.parametrize("with_cells", [False, True])
+@pytest.mark.parametrize("unit_weights", [False, True])
+def test_quantile_audit_path_matches_one_audit_per_round(with_cells, unit_weights):
+    rng = np.random.default_rng(6)
+    n, R, m = 400, 6, 10
+    w = np.ones(n) if unit_weights else rng.random(n) + 0.1
+    w[:20] = 0.0  # dropped rows move no edge
+    G = (rng.random((n, 2)) < 0.5).astype(float)
+    level = rng.normal(size=(R, n))
+    level[1] = np.round(level[1], 1)  # tied scores
+    level[2, :] = 0.3  # one distinct score: one bucket
+    level[3, :200] = -1.0  # a large tie at the low end
+    level[4] = np.where(rng.random(n) < 0.5, 0.0, 1.0)  # two distinct scores
+    r = rng.normal(size=(R, n)) + 0.8 * (level > 0.5) * G[:, 0]
+    cells = None
+    if with_cells:
+        H = torch.as_tensor(np.column_stack([np.ones(n), G]))
+        cells = torch.unique(H, dim=0, return_inverse=True)
+    got = quantile_audit_path(*_t(r, w, G, level), m, 0.02, cells).numpy()
+    for k in range(R):
+        rt, wt, Gt, Ft = _t(r[k], w, G, level[k])
+        edges = bucket_edges(Ft, wt, "quantile", m)
+        bucket = torch.bucketize(Ft, edges, right=True)
+        want = cell_audit(rt, wt, Gt, bucket, len(edges) + 1, 0.02)[0]
+        np.testing.assert_allclose(got[k], want, rtol=1e-12)
 
 
 @pytest.mark.parametrize("upper", [10.0, 1.2])

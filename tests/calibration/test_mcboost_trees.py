@@ -13,6 +13,7 @@ from skml.calibration._mcboost_trees import (
     check_grower,
     grow_tree,
     leaf_rows,
+    make_predictor,
     predict_tree,
     score_edges,
     tree_threads,
@@ -121,6 +122,28 @@ def test_unit_hessian_is_counted_by_the_grower(value):
         rows = leaf == k
         expected = g[rows].sum() / (value * rows.sum() + 1.0)
         assert values[k] == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("max_leaf_nodes", [2, 31])
+def test_predictor_is_scikit_learns_and_leaves_cover_the_rows(max_leaf_nodes):
+    # Our column-at-a-time predictor must hold the very nodes of
+    # scikit-learn's node-at-a-time one (same order, thresholds, gains),
+    # and the leaves' rows must partition the rows.
+    rng = np.random.RandomState(7)
+    X = rng.standard_normal((600, 4))
+    X[:, 1] = rng.randint(0, 2, 600)
+    X[:, 2] = rng.randint(0, 3, 600)
+    g = np.sin(3 * X[:, 0]) + X[:, 1] - X[:, 2] + rng.standard_normal(600)
+    grower, codes, edges = _grow(X, g, max_leaf_nodes=max_leaf_nodes)
+    ours = make_predictor(grower, edges)
+    theirs = grower.make_predictor(binning_thresholds=edges)
+    assert ours.nodes.dtype == theirs.nodes.dtype
+    assert ours.nodes.tobytes() == theirs.nodes.tobytes()
+    leaf, values = leaf_rows(grower, 600)
+    np.testing.assert_array_equal(predict_tree(ours, codes, 1), values[leaf])
+    for k, node in enumerate(grower.finalized_leaves):
+        rows = np.sort(node.sample_indices)
+        np.testing.assert_array_equal(np.flatnonzero(leaf == k), rows)
 
 
 def test_score_edges_split_counts_evenly():
