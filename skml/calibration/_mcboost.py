@@ -77,9 +77,9 @@ from ._mcboost_trees import (
 _STOPPING = {"auto", "holdout", "cv", "tolerance", "significance"}
 # From this many rows on, freed heap pages are handed back every round.
 _TRIM_ROWS = 100_000
-# Rounds x validation rows of one batched validation audit (its largest
-# temporary holds 3 n_buckets values per entry).
-_AUDIT_BATCH = 1 << 17
+# Entries of the largest temporary of one batched validation audit: rounds x
+# validation rows x 3 statistics x n_buckets (32 MB in float64).
+_AUDIT_BATCH = 1 << 22
 # The affine step sums per cell of the groups with at least this many rows
 # a cell ...
 _ROWS_PER_CELL = 8
@@ -738,7 +738,8 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
                 # not needed to stop: its rounds are batched (_val_audit).
                 vlevel = Fv if self._rebucket() or self._uses_tree() else val.F0
                 run.val_pending.append((pv, vlevel))
-                if len(run.val_pending) * len(Fv) >= _AUDIT_BATCH:
+                size = len(run.val_pending) * len(Fv) * 3 * self.n_buckets
+                if size >= _AUDIT_BATCH:
                     self._val_audit(loss, val, run)
                 # The validation score and its affine part after t rounds
                 # (new tensors every round: keeping them copies nothing).

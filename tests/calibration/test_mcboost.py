@@ -117,6 +117,23 @@ def test_holdout_path_and_refit(s2):
     assert len(model.mc_error_path_) == len(model.validation_score_)
 
 
+@pytest.mark.parametrize("rule", ["holdout", "cv"])
+def test_validation_audit_does_not_depend_on_its_batches(s2, rule, monkeypatch):
+    # The validation audit is batched over rounds; one round per batch runs
+    # the per-round audit. The path of audits must not depend on either.
+    import skml.calibration._mcboost as module
+
+    batched, _ = _fit_predict(s2, early_stopping=rule)
+    monkeypatch.setattr(module, "_AUDIT_BATCH", 1)
+    per_round, _ = _fit_predict(s2, early_stopping=rule)
+    assert len(batched.mc_error_path_) == len(batched.validation_score_) > 5
+    np.testing.assert_allclose(
+        batched.mc_error_path_, per_round.mc_error_path_, rtol=1e-12
+    )
+    # the audits are not constant along the path: a real comparison
+    assert np.ptp(batched.mc_error_path_) > 1.0
+
+
 @pytest.mark.parametrize("rule", ["tolerance", "significance", "cv"])
 def test_other_stopping_rules_reduce_miscalibration(s2, rule):
     params = {"early_stopping": rule}
