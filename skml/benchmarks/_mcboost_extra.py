@@ -16,6 +16,7 @@ import sys
 import time
 
 import numpy as np
+from scipy.stats import norm
 
 from ..calibration import MCBoostRegressor, transfer_report
 from ..datasets import make_covariate_shift_regression, make_multicalibration_regression
@@ -31,6 +32,18 @@ def transfer_rows(seeds=S4_SEEDS, n_samples=8000):
     The model is ``MCBoostRegressor(auditor="groups")`` on the audit rows
     with their groups: its audit span holds the group, not x4. The target
     rows are labelled here only to measure the realised bias.
+
+    The realised bias on 2,000 labelled target rows is itself known only to
+    a standard error ``se``, and a shift inside the span leaves a bias at
+    that noise level, where no valid bound can be within 2x of the point
+    estimate. The rows therefore read "within 2x" three ways:
+    ``within_2x_ucb`` compares the report's bound (no target labels) with
+    the same kind of bound from the labelled target rows, ``|realised| + z
+    se`` at the report's confidence; ``within_2x_literal`` with
+    ``|realised|`` alone; ``within_2x_se`` with ``|realised| + se``
+    (doubled: ``2 |realised| + 2 se``). ``true_ratio_bound`` is the report's
+    bound computed with the generator's exact density ratio, the least an
+    estimated ratio could give.
 
     Returns
     -------
@@ -64,6 +77,10 @@ def transfer_rows(seeds=S4_SEEDS, n_samples=8000):
             )
             realised = float(np.mean(resid))
             se = float(np.std(resid, ddof=1) / np.sqrt(len(resid)))
+            z = norm.ppf(0.5 + rep.confidence / 2)
+            # What labelled target rows would give: the same kind of upper
+            # confidence bound on |bias| as the report's.
+            realised_ucb = abs(realised) + z * se
             rows.append(
                 {
                     "shift": shift,
@@ -72,16 +89,32 @@ def transfer_rows(seeds=S4_SEEDS, n_samples=8000):
                     "inside_span": rep.inside_span,
                     "bias_estimate": rep.bias_estimate,
                     "bias_bound": rep.bias_bound,
+                    "true_ratio_bound": true_ratio_bound(model, data, rep.confidence),
                     "realised_bias": realised,
                     "realised_se": se,
+                    "realised_ucb": realised_ucb,
                     "bound_holds": rep.bias_bound >= abs(realised),
-                    # Within 2x of the realised bias, up to the target
-                    # sample's own noise (2 standard errors).
-                    "within_2x": rep.bias_bound <= 2 * abs(realised) + 2 * se,
+                    "within_2x_literal": rep.bias_bound <= 2 * abs(realised),
+                    "within_2x_se": rep.bias_bound <= 2 * abs(realised) + 2 * se,
+                    "within_2x_ucb": rep.bias_bound <= 2 * realised_ucb,
                     "report_s": seconds,
                 }
             )
     return rows
+
+
+def true_ratio_bound(model, data, confidence):
+    """The report's bound with the generator's true density ratio instead.
+
+    ``|mean(rho r)| + z * std(rho r) / sqrt(n)`` on the audit rows, with
+    ``rho`` known exactly (no estimate, no clipping): what the best possible
+    ratio estimate would give, to tell the bound's own statistical width
+    from the cost of estimating ``rho``.
+    """
+    resid = data.y_audit - model.predict(data.X_audit, groups=data.groups_audit)
+    terms = data.true_density_ratio_audit * resid
+    z = norm.ppf(0.5 + confidence / 2)
+    return float(abs(terms.mean()) + z * terms.std(ddof=1) / np.sqrt(len(terms)))
 
 
 def transfer_summary(rows):
@@ -94,11 +127,21 @@ def transfer_summary(rows):
         want = shift == "inside"
         right = sum(r["inside_span"] == want for r in sub)
         holds = sum(r["bound_holds"] for r in sub)
-        tight = sum(r["within_2x"] for r in sub)
+        n = len(sub)
+        count = {
+            key: sum(r[key] for r in sub)
+            for key in ("within_2x_ucb", "within_2x_literal", "within_2x_se")
+        }
+        true_literal = sum(
+            r["true_ratio_bound"] <= 2 * abs(r["realised_bias"]) for r in sub
+        )
         lines.append(
-            f"S4 {shift}-span shift: classified {shift} {right}/{len(sub)}, bound "
-            f">= realised |bias| {holds}/{len(sub)}, bound <= 2 |realised| + "
-            f"2 SE {tight}/{len(sub)}; mean span share "
+            f"S4 {shift}-span shift: classified {shift} {right}/{n}, bound "
+            f">= realised |bias| {holds}/{n}, bound <= 2 x the labelled "
+            f"target's upper bound {count['within_2x_ucb']}/{n} (bound <= 2 "
+            f"|realised| {count['within_2x_literal']}/{n}, with the true "
+            f"density ratio {true_literal}/{n}; bound <= 2 |realised| + 2 SE "
+            f"{count['within_2x_se']}/{n}); mean span share "
             f"{np.mean([r['span_share'] for r in sub]):.3f}"
         )
     return "\n".join(lines)

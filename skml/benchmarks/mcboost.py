@@ -452,10 +452,13 @@ S4_COLUMNS = [
     "inside_span",
     "bias_estimate",
     "bias_bound",
+    "true_ratio_bound",
     "realised_bias",
     "realised_se",
+    "realised_ucb",
     "bound_holds",
-    "within_2x",
+    "within_2x_ucb",
+    "within_2x_literal",
 ]
 INTERVAL_COLUMNS = [
     "design",
