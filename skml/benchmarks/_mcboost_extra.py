@@ -22,6 +22,8 @@ from ..calibration import MCBoostRegressor, transfer_report
 from ..datasets import make_covariate_shift_regression, make_multicalibration_regression
 
 S4_SEEDS = (0, 1, 2, 3, 4)
+# Further seeds, apart from the acceptance's five, for the readings' rates.
+S4_RATE_SEEDS = tuple(range(5, 45))
 INTERVAL_SEEDS = (0, 1, 2)
 ALPHA = 0.1
 
@@ -143,6 +145,39 @@ def transfer_summary(rows):
             f"density ratio {true_literal}/{n}; bound <= 2 |realised| + 2 SE "
             f"{count['within_2x_se']}/{n}); mean span share "
             f"{np.mean([r['span_share'] for r in sub]):.3f}"
+        )
+    return "\n".join(lines)
+
+
+def transfer_rate_summary(rows):
+    """How often each reading of "within 2x" holds, over many seeds.
+
+    For the report's bound and for the bound with the true density ratio:
+    how often it holds (>= the realised |bias|) and how often it is within
+    2x under each reading (see :func:`transfer_rows`).
+    """
+    lines = []
+    for shift in ("inside", "outside"):
+        sub = [r for r in rows if r.get("shift") == shift]
+        if not sub:
+            continue
+        n = len(sub)
+        want = shift == "inside"
+        right = sum(r["inside_span"] == want for r in sub)
+        parts = []
+        for name, key in (("report", "bias_bound"), ("true ratio", "true_ratio_bound")):
+            b = np.array([r[key] for r in sub])
+            real = np.abs([r["realised_bias"] for r in sub])
+            se = np.array([r["realised_se"] for r in sub])
+            ucb = np.array([r["realised_ucb"] for r in sub])
+            parts.append(
+                f"{name} bound: holds {np.sum(b >= real)}/{n}, <= 2 x upper bound "
+                f"{np.sum(b <= 2 * ucb)}/{n}, <= 2 |realised| {np.sum(b <= 2 * real)}"
+                f"/{n}, <= 2 |realised| + 2 SE {np.sum(b <= 2 * real + 2 * se)}/{n}"
+            )
+        lines.append(
+            f"S4 {shift}-span, seeds {sub[0]['seed']}-{sub[-1]['seed']}: classified "
+            f"{shift} {right}/{n}; " + "; ".join(parts)
         )
     return "\n".join(lines)
 

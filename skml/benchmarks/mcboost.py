@@ -42,10 +42,12 @@ from ._common import (
 )
 from ._mcboost_extra import (
     INTERVAL_SEEDS,
+    S4_RATE_SEEDS,
     S4_SEEDS,
     interval_rows,
     interval_summary,
     scale_rows,
+    transfer_rate_summary,
     transfer_rows,
     transfer_summary,
 )
@@ -492,6 +494,10 @@ def _s4_part(ctx, seeds):
     return _tagged("S4", transfer_rows(seeds))
 
 
+def _s4_rates_part(ctx, seeds):
+    return _tagged("S4_rates", transfer_rows(seeds))
+
+
 def _interval_part(ctx, seeds):
     return _tagged("intervals", interval_rows(seeds=seeds))
 
@@ -524,6 +530,13 @@ BENCHMARK = Benchmark(
             full={"seeds": S4_SEEDS},
             quick={"seeds": S4_SEEDS},
             help="transfer_report on shifts inside / outside the audit span",
+        ),
+        Part(
+            "S4_rates",
+            _s4_rates_part,
+            full={"seeds": S4_RATE_SEEDS},
+            quick=False,
+            help="S4 over 40 more seeds: how often each reading of the bound holds",
         ),
         Part(
             "intervals",
@@ -637,6 +650,9 @@ def acceptance(rows):
     extra = [r for r in rows if r.get("part_kind") == "S4"]
     if extra:
         lines.append(transfer_summary(extra))
+    extra = [r for r in rows if r.get("part_kind") == "S4_rates"]
+    if extra:
+        lines.append(transfer_rate_summary(extra))
     extra = [r for r in rows if r.get("part_kind") == "intervals"]
     if extra:
         lines.append(interval_summary(extra))

@@ -4,6 +4,7 @@ import numpy as np
 from scipy.stats import norm
 
 from skml.benchmarks._mcboost_extra import (
+    transfer_rate_summary,
     transfer_rows,
     transfer_summary,
     true_ratio_bound,
@@ -16,6 +17,9 @@ def _row(shift, bound, realised, se, inside, true_bound=0.1):
     z = norm.ppf(0.975)
     return {
         "shift": shift,
+        "seed": 7,
+        "realised_se": se,
+        "realised_ucb": abs(realised) + z * se,
         "span_share": 0.95 if inside else 0.01,
         "inside_span": inside,
         "bias_bound": bound,
@@ -44,6 +48,25 @@ def test_transfer_summary_counts_each_reading():
     assert "+ 2 SE 1/2" in inside
     assert "classified outside 1/2" in outside
     assert "realised |bias| 1/2" in outside
+
+
+def test_transfer_rate_summary_reads_both_bounds():
+    rows = [
+        _row("inside", 0.1, 0.003, 0.036, True, true_bound=0.05),
+        _row("inside", 0.1, 0.06, 0.036, True, true_bound=0.2),
+    ]
+    (line,) = transfer_rate_summary(rows).splitlines()
+    report, true = line.split("; ")[1:]
+    assert report == (
+        "report bound: holds 2/2, <= 2 x upper bound 2/2, <= 2 |realised| 1/2, "
+        "<= 2 |realised| + 2 SE 1/2"
+    )
+    # 0.05 is within 2 |realised| + 2 SE = 0.078 of the first row; 0.2 is
+    # above the second's 0.192 but within 2 (0.06 + 1.96 x 0.036) = 0.261
+    assert true == (
+        "true ratio bound: holds 2/2, <= 2 x upper bound 2/2, <= 2 |realised| 0/2, "
+        "<= 2 |realised| + 2 SE 1/2"
+    )
 
 
 def test_transfer_rows_read_their_own_columns():
