@@ -460,13 +460,15 @@ def quantile_audit_path(r, w, G, level, n_buckets, min_fraction, cells=None):
     return torch.amax(z.reshape(R, -1), 1)
 
 
-def unshrink_coefficients(F0, parts, y, w, loss, upper, max_iter=20):
+def unshrink_coefficients(F0, parts, y, w, loss, upper, max_iter=100):
     """Non-negative rescaling of a boosted correction's parts, by Newton steps.
 
     Minimises ``sum w loss(y, inverse(F0 + parts @ c))`` over ``c`` in the
     box ``[0, upper]``: a 2-parameter generalised linear fit. Each Newton
     step solves the box-constrained quadratic exactly by trying every
-    free / at-0 / at-upper pattern of the coordinates (few parameters).
+    free / at-0 / at-upper pattern of the coordinates (few parameters), and
+    is halved until the risk does not rise (the loss is convex in ``c``, so
+    the damped iteration cannot diverge).
 
     Parameters
     ----------
@@ -477,8 +479,9 @@ def unshrink_coefficients(F0, parts, y, w, loss, upper, max_iter=20):
     y, w : Tensor of shape (n,)
     loss : loss object of ``_losses``
     upper : float
-    max_iter : int, default=20
-        Newton steps (one is exact for the squared loss).
+    max_iter : int, default=100
+        Newton steps (one is exact for the squared loss; where the link is
+        exponential and the parts are large, the damped steps are short).
 
     Returns
     -------
@@ -492,16 +495,40 @@ def unshrink_coefficients(F0, parts, y, w, loss, upper, max_iter=20):
     if not live.any():
         return c
     P = parts[:, live]
+
+    def score(coef):
+        return F0 + P @ torch.as_tensor(coef, dtype=P.dtype, device=P.device)
+
+    F = score(c[live])
+    risk = None if loss.name == "squared" else loss.risk(y, loss.inverse(F), w)
     for _ in range(max_iter):
-        F = F0 + P @ torch.as_tensor(c[live], dtype=P.dtype, device=P.device)
         p = loss.inverse(F)
         h = w * loss.hessian(p)
         H = (P.T @ (h[:, None] * P)).cpu().numpy()
         g = (P.T @ (w * loss.gradient(y, p))).cpu().numpy()
         new = _box_quadratic(H, g + H @ c[live], upper)
-        done = np.max(np.abs(new - c[live])) < 1e-10
-        c[live] = new
-        if done or loss.name == "squared":
+        if risk is None:
+            # Squared loss: the quadratic is the risk, one step is exact.
+            c[live] = new
+            break
+        # Damped Newton: where the link is exponential a full step can
+        # overshoot by orders of magnitude, so halve it until the risk does
+        # not rise (the box is convex: every trial stays inside it).
+        step, t = new - c[live], 1.0
+        for _ in range(60):
+            trial = new if t == 1.0 else c[live] + t * step
+            F_trial = score(trial)
+            value = loss.risk(y, loss.inverse(F_trial), w)
+            # (a rise of rounding size is no rise: the full step's last
+            # digits at the minimum)
+            if value <= risk + 1e-12 * abs(risk):
+                break
+            t *= 0.5
+        else:
+            break  # no decrease along the Newton direction: at the minimum
+        done = np.max(np.abs(trial - c[live])) < 1e-10
+        c[live], F, risk = trial, F_trial, value
+        if done:
             break
     return c
 

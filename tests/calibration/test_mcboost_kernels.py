@@ -256,6 +256,39 @@ def test_unshrink_coefficients_match_bounded_least_squares(upper):
     assert c[1] == 0.0 and (c[0] == upper if upper < 1.5 else c[0] > 1.3)
 
 
+@pytest.mark.parametrize(
+    "scale, truth", [(1.0, (3.0, 3.0)), (2.0, (2.0, 0.5)), (3.0, (0.5, 2.0))]
+)
+def test_unshrink_coefficients_poisson_far_from_the_start(scale, truth):
+    # The minimiser is far from the start c = 1 and the link is exponential:
+    # an undamped Newton step overshoots to where exp(F) is astronomically
+    # large (it ended at c near 8, with a risk 1e3 to 1e44 times too high).
+    from scipy.optimize import minimize
+
+    from skml.calibration._losses import _Poisson
+
+    rng = np.random.default_rng(2)
+    n = 1000
+    F0 = np.zeros(n)
+    parts = scale * rng.normal(size=(n, 2))
+    y = rng.poisson(np.exp(np.minimum(parts @ truth, 25.0))).astype(float)
+    c = unshrink_coefficients(*_t(F0, parts, y, np.ones(n)), _Poisson, 10.0)
+
+    def risk(coef):
+        F = parts @ coef
+        return np.sum(np.exp(F) - y * F)
+
+    ref = minimize(
+        risk,
+        np.zeros(2),
+        bounds=[(0, 10)] * 2,
+        method="L-BFGS-B",
+        options={"ftol": 1e-15, "gtol": 1e-10},
+    )
+    np.testing.assert_allclose(c, ref.x, atol=1e-4)
+    assert risk(c) <= ref.fun + 1e-9 * abs(ref.fun)
+
+
 def test_unshrink_coefficients_poisson_match_a_bounded_minimiser():
     from scipy.optimize import minimize
 
