@@ -189,7 +189,7 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
         self.device = device
 
     # ------------------------------------------------------------------ fit
-    def _fit(self, X, y, sample_weight, groups, base_predictions):
+    def _fit(self, X, y, sample_weight, groups, base_predictions, labels=None):
         n = X.shape[0]
         if n < 2:
             raise ValueError(
@@ -215,7 +215,14 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
         rng = check_random_state(self.random_state)
 
         base = self._fit_base(
-            X, y, sample_weight, base_predictions, rng, base_params, split_params
+            X,
+            y,
+            sample_weight,
+            base_predictions,
+            rng,
+            base_params,
+            split_params,
+            labels,
         )
         G = self._fit_groups(X, groups)
 
@@ -523,9 +530,23 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
         return router
 
     def _fit_base(
-        self, X, y, sample_weight, base_predictions, rng, fit_params, split_params
+        self,
+        X,
+        y,
+        sample_weight,
+        base_predictions,
+        rng,
+        fit_params,
+        split_params,
+        labels=None,
     ):
-        """Base predictions on the audit rows (out-of-fold when we fit the base)."""
+        """Base predictions on the audit rows (out-of-fold when we fit the base).
+
+        An unfitted base model is fitted on ``labels`` when given (the
+        classifier's own labels, so that ``estimator_.classes_`` are the
+        user's and ``predict`` finds ``classes_[1]`` among them), else on ``y``.
+        """
+        target = y if labels is None else labels
         self.estimator_ = None
         self.base_constant_ = None
         self._precomputed = base_predictions is not None
@@ -544,14 +565,14 @@ class _BaseMCBoost(TorchEstimatorMixin, BaseEstimator):
         oof = cross_val_predict(
             clone(self.estimator),
             X,
-            y,
+            target,
             cv=splitter,
             method=method,
             params={**fit_params, **split_params},
         )
         if oof.ndim == 2:
             oof = oof[:, 1]
-        self.estimator_ = clone(self.estimator).fit(X, y, **fit_params)
+        self.estimator_ = clone(self.estimator).fit(X, target, **fit_params)
         return self._check_base(oof, X.shape[0])
 
     def _crossfit_splitter(self, y, rng):
@@ -1944,6 +1965,7 @@ class MCBoostClassifier(ClassifierMixin, _BaseMCBoost):
             sample_weight,
             groups,
             base_predictions,
+            labels=y,
         )
 
     def decision_function(self, X, *, groups=None, base_predictions=None):

@@ -295,6 +295,28 @@ def test_constant_base_fit_does_not_depend_on_the_targets_units(s1, params):
         np.testing.assert_allclose((other.predict(X) - b) / a, pred, atol=1e-6)
 
 
+@pytest.mark.parametrize("labels", [("no", "yes"), (1, 2), (-1, 1)])
+def test_classifier_with_a_base_to_fit_does_not_depend_on_the_labels(labels):
+    # The base model is fitted inside, on the user's labels: predict must
+    # find classes_[1] among its classes_ whatever they are (it was fitted
+    # on 0/1 codes, so string labels or {1, 2} failed at predict time).
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(400, 3))
+    codes = (rng.random(400) < 1 / (1 + np.exp(-X[:, 0] - X[:, 1] ** 2))).astype(int)
+    y = np.asarray(labels, dtype=object if isinstance(labels[0], str) else None)
+    y = y[codes]
+    w = rng.uniform(0.5, 2.0, size=400)
+    ref = MCBoostClassifier(LogisticRegression(), random_state=0)
+    ref.fit(X, codes, sample_weight=w)
+    clf = MCBoostClassifier(LogisticRegression(), random_state=0)
+    clf.fit(X, y, sample_weight=w)
+    assert list(clf.classes_) == list(labels)
+    assert list(clf.estimator_.classes_) == list(labels)
+    np.testing.assert_allclose(clf.predict_proba(X), ref.predict_proba(X))
+    want = [labels[code] for code in ref.predict(X)]
+    assert list(clf.predict(X)) == want
+
+
 def test_classifier_calibrates_a_biased_group():
     rng = np.random.default_rng(0)
     n = 6000
