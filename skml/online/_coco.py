@@ -459,6 +459,14 @@ class COCOLearner(RegressorMixin, _BaseCOCO):
     common point, ``fit`` raises a ``ValueError`` naming the round and keeps
     the model of the round before.
 
+    ``fit`` is one pass in the order given, and the model is the last
+    round's, unlike :class:`~sklearn.linear_model.SGDRegressor`, which
+    shuffles and makes several passes. A table whose rows are not a stream
+    but sorted (by the target, a group or a date, as many R datasets are)
+    gives the model that fits the end of the order: shuffle such rows first
+    (:func:`sklearn.utils.shuffle`). Online gradient steps also need features
+    on a common scale (:class:`~sklearn.preprocessing.StandardScaler`).
+
     Examples
     --------
     >>> import numpy as np
@@ -688,6 +696,10 @@ class COCOClassifier(ClassifierMixin, _BaseCOCO):
     Binary only: wrap it in :class:`~sklearn.multiclass.OneVsRestClassifier`
     for more classes (each binary problem then has its own constraints).
     The paper and our derivations are described in :class:`COCOLearner`.
+
+    ``fit`` is one pass in the order given: on rows sorted by class the
+    model is the one that fits the last class seen. Shuffle rows that are
+    not a stream (:func:`sklearn.utils.shuffle`) and scale the features.
 
     Examples
     --------
