@@ -44,8 +44,8 @@ def transfer_rows(seeds=S4_SEEDS, n_samples=8000):
     se`` at the report's confidence; ``within_2x_literal`` with
     ``|realised|`` alone; ``within_2x_se`` with ``|realised| + se``
     (doubled: ``2 |realised| + 2 se``). ``true_ratio_bound`` is the report's
-    bound computed with the generator's exact density ratio, the least an
-    estimated ratio could give.
+    bound computed with the generator's exact density ratio: what knowing
+    the ratio would give.
 
     Returns
     -------
@@ -109,9 +109,8 @@ def true_ratio_bound(model, data, confidence):
     """The report's bound with the generator's true density ratio instead.
 
     ``|mean(rho r)| + z * std(rho r) / sqrt(n)`` on the audit rows, with
-    ``rho`` known exactly (no estimate, no clipping): what the best possible
-    ratio estimate would give, to tell the bound's own statistical width
-    from the cost of estimating ``rho``.
+    ``rho`` known exactly (no estimate, no clipping), to tell the bound's own
+    statistical width from the cost of estimating ``rho``.
     """
     resid = data.y_audit - model.predict(data.X_audit, groups=data.groups_audit)
     terms = data.true_density_ratio_audit * resid
