@@ -37,8 +37,8 @@ def transfer_rows(seeds=S4_SEEDS, n_samples=8000):
 
     The realised bias on 2,000 labelled target rows is itself known only to
     a standard error ``se``, and a shift inside the span leaves a bias at
-    that noise level, where no valid bound can be within 2x of the point
-    estimate. The rows therefore read "within 2x" three ways:
+    that noise level, where a valid bound cannot reliably be within 2x of
+    the point estimate. The rows therefore read "within 2x" three ways:
     ``within_2x_ucb`` compares the report's bound (no target labels) with
     the same kind of bound from the labelled target rows, ``|realised| + z
     se`` at the report's confidence; ``within_2x_literal`` with
