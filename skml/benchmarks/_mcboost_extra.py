@@ -118,6 +118,21 @@ def true_ratio_bound(model, data, confidence):
     return float(abs(terms.mean()) + z * terms.std(ddof=1) / np.sqrt(len(terms)))
 
 
+def _reading_counts(sub, key):
+    """How many rows of ``sub`` the bound in column ``key`` holds on, and is
+    within 2x on under each reading (see :func:`transfer_rows`)."""
+    bound = np.array([r[key] for r in sub])
+    real = np.abs([r["realised_bias"] for r in sub])
+    se = np.array([r["realised_se"] for r in sub])
+    ucb = np.array([r["realised_ucb"] for r in sub])
+    return {
+        "holds": int(np.sum(bound >= real)),
+        "ucb": int(np.sum(bound <= 2 * ucb)),
+        "literal": int(np.sum(bound <= 2 * real)),
+        "se": int(np.sum(bound <= 2 * real + 2 * se)),
+    }
+
+
 def transfer_summary(rows):
     """Whether the diagnostic told the two kinds of shift apart."""
     lines = []
@@ -127,22 +142,16 @@ def transfer_summary(rows):
             continue
         want = shift == "inside"
         right = sum(r["inside_span"] == want for r in sub)
-        holds = sum(r["bound_holds"] for r in sub)
         n = len(sub)
-        count = {
-            key: sum(r[key] for r in sub)
-            for key in ("within_2x_ucb", "within_2x_literal", "within_2x_se")
-        }
-        true_literal = sum(
-            r["true_ratio_bound"] <= 2 * abs(r["realised_bias"]) for r in sub
-        )
+        count = _reading_counts(sub, "bias_bound")
+        true = _reading_counts(sub, "true_ratio_bound")
         lines.append(
             f"S4 {shift}-span shift: classified {shift} {right}/{n}, bound "
-            f">= realised |bias| {holds}/{n}, bound <= 2 x the labelled "
-            f"target's upper bound {count['within_2x_ucb']}/{n} (bound <= 2 "
-            f"|realised| {count['within_2x_literal']}/{n}, with the true "
-            f"density ratio {true_literal}/{n}; bound <= 2 |realised| + 2 SE "
-            f"{count['within_2x_se']}/{n}); mean span share "
+            f">= realised |bias| {count['holds']}/{n}, bound <= 2 x the labelled "
+            f"target's upper bound {count['ucb']}/{n} (bound <= 2 "
+            f"|realised| {count['literal']}/{n}, with the true "
+            f"density ratio {true['literal']}/{n}; bound <= 2 |realised| + 2 SE "
+            f"{count['se']}/{n}); mean span share "
             f"{np.mean([r['span_share'] for r in sub]):.3f}"
         )
     return "\n".join(lines)
@@ -165,14 +174,11 @@ def transfer_rate_summary(rows):
         right = sum(r["inside_span"] == want for r in sub)
         parts = []
         for name, key in (("report", "bias_bound"), ("true ratio", "true_ratio_bound")):
-            b = np.array([r[key] for r in sub])
-            real = np.abs([r["realised_bias"] for r in sub])
-            se = np.array([r["realised_se"] for r in sub])
-            ucb = np.array([r["realised_ucb"] for r in sub])
+            c = _reading_counts(sub, key)
             parts.append(
-                f"{name} bound: holds {np.sum(b >= real)}/{n}, <= 2 x upper bound "
-                f"{np.sum(b <= 2 * ucb)}/{n}, <= 2 |realised| {np.sum(b <= 2 * real)}"
-                f"/{n}, <= 2 |realised| + 2 SE {np.sum(b <= 2 * real + 2 * se)}/{n}"
+                f"{name} bound: holds {c['holds']}/{n}, <= 2 x upper bound "
+                f"{c['ucb']}/{n}, <= 2 |realised| {c['literal']}/{n}, <= 2 "
+                f"|realised| + 2 SE {c['se']}/{n}"
             )
         lines.append(
             f"S4 {shift}-span, seeds {sub[0]['seed']}-{sub[-1]['seed']}: classified "
