@@ -166,6 +166,7 @@ def small_rows():
             seeds=(0, 1),
             **SMALL,
         )
+        rows += nf.run_oracle_seeds(links=("tanh",), seeds=(3, 4), **SMALL)
         rows += nf.run_rows(seeds=(0,), **SMALL)
         rows += nf.run_rank(seeds=(0, 1), ranks=(1, 2, 3), **SMALL)
         rows += nf.run_fertility(seeds=(0,), cv_ranks=(1, 2))
@@ -178,7 +179,8 @@ def test_is_discovered_with_its_parts():
     assert "nonlinear_factor" in benchmarks.available()
     module = benchmarks.load("nonlinear_factor")
     assert module.PARTS == (
-        "grid", "noiseless", "rows", "rank", "fertility", "tables", "scale"
+        "grid", "noiseless", "oracle_seeds", "rows", "rank", "fertility", "tables",
+        "scale",
     )  # fmt: skip
     assert "scale" in "\n".join(module.BENCHMARK.describe())
 
@@ -252,6 +254,7 @@ def test_report_and_acceptance(small_rows):
     text = nf.report(small_rows)
     headings = (
         "== grid",
+        "== oracle_seeds",
         "== rows",
         "== rank",
         "== fertility",
@@ -269,6 +272,46 @@ def test_report_and_acceptance(small_rows):
     assert any(
         "(4) scale" in line and "criterion is for 2000" in line for line in lines
     )
+
+
+def test_oracle_seeds_rows(small_rows):
+    rows = [r for r in small_rows if r["part"] == "oracle_seeds"]
+    assert [(r["seed"], r["method"]) for r in rows] == [
+        (3, nf.OURS), (3, nf.ORACLE), (4, nf.OURS), (4, nf.ORACLE)
+    ]  # fmt: skip
+    for r in rows:
+        assert r["link"] == "tanh" and r["missing"] == nf.ACCEPT_MISSING
+        assert 0 <= r["n_beyond"] <= r["n_missing"] and np.isfinite(r["rmse"])
+    (line,) = nf.oracle_seeds_table(small_rows)
+    assert line["link"] == "tanh" and line["seeds"] == 2
+
+
+def _seed_pair(seed, ours, oracle, n_beyond=0, n_missing=100):
+    key = {"part": "oracle_seeds", "link": "exp", "seed": seed}
+    counts = {"n_missing": n_missing, "n_beyond": n_beyond}
+    return [
+        {**key, "method": nf.OURS, "rmse": ours[0], "rmse_in_range": ours[1], **counts},
+        {**key, "method": nf.ORACLE, "rmse": oracle[0], "rmse_in_range": oracle[1],
+         **counts},
+    ]  # fmt: skip
+
+
+def test_oracle_seeds_table_from_its_definitions():
+    # seed 0: ratio 1.2 everywhere, no entry beyond the observed range;
+    # seed 1: ratio 4, in range 1.5; 2 of 100 entries beyond
+    rows = _seed_pair(0, (0.12, 0.12), (0.1, 0.1))
+    rows += _seed_pair(1, (0.4, 0.15), (0.1, 0.1), n_beyond=2)
+    rows += _seed_pair(2, (0.3, float("nan")), (0.1, float("nan")), n_beyond=100)
+    (line,) = nf.oracle_seeds_table(rows)
+    assert line["seeds"] == 3
+    assert line["ratio_oracle"] == pytest.approx((1.2 + 4.0 + 3.0) / 3)
+    assert line["median_ratio"] == pytest.approx(3.0)
+    assert line["at_most_1.3"] == "1/3"
+    # seed 2 has no entry in range, so only two in-range ratios count
+    assert line["ratio_oracle_in_range"] == pytest.approx((1.2 + 1.5) / 2)
+    assert line["seeds_beyond"] == 2
+    share_1 = 1 - 0.15**2 * 98 / (0.4**2 * 100)
+    assert line["beyond_share"] == pytest.approx((0.0 + share_1 + 1.0) / 3)
 
 
 def _cell(link, ours, oracle, linear, seed=0, missing=0.5, noise=0.1):
